@@ -1,0 +1,73 @@
+//! authenticate: checks a password and a TOTP code. The first success
+//! activates the account; valid but expired credentials start the renewal.
+//!
+//! Request `{"username": "...", "password": "...", "totp_code": "123456"}`.
+//! The contract is in the README.
+
+use common::account::{self, SignIn, Username};
+use common::config::Config;
+use common::function::{self, Function};
+use common::protocol::Fields;
+use common::{password, renewal, totp, Error};
+use postgres::Client;
+use serde_json::{json, Value};
+use std::process::ExitCode;
+
+struct Authenticate;
+
+struct Request {
+    username: Username,
+    password: String,
+    totp_code: String,
+}
+
+impl Function for Authenticate {
+    const NAME: &'static str = "authenticate";
+    const FIELDS: &'static [&'static str] = &["username", "password", "totp_code"];
+    type Request = Request;
+
+    fn parse(mut fields: Fields) -> Result<Request, Error> {
+        Ok(Request {
+            username: Username::parse(&fields.take_string("username")?)?,
+            password: password::parse_input(fields.take_string("password")?)?,
+            totp_code: totp::parse_code(&fields.take_string("totp_code")?)?,
+        })
+    }
+
+    fn execute(request: Request, config: &Config, db: &mut Client) -> Result<Value, Error> {
+        let outcome = account::authenticate(
+            db,
+            config,
+            &request.username,
+            &request.password,
+            &request.totp_code,
+            totp::unix_now(),
+        )?;
+        Ok(match outcome {
+            SignIn::Authenticated { username } => json!({
+                "authenticated": true,
+                "username": username,
+            }),
+            SignIn::Expired {
+                username,
+                renewal_token,
+            } => json!({
+                "authenticated": false,
+                "expired": true,
+                "username": username,
+                "error": format!(
+                    "The credentials are more than six months old and have expired. Renew \
+                     them within {} minutes: call generate-password with this renewal_token.",
+                    renewal::TTL_SECONDS / 60
+                ),
+                "code": "credentials_expired",
+                "renewal_token": renewal_token,
+                "next": "generate-password",
+            }),
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    function::main::<Authenticate>()
+}

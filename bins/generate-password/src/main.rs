@@ -1,0 +1,67 @@
+//! generate-password: creates an account, or renews expired credentials, and
+//! hands the new password over once, as a QR code.
+//!
+//! Request `{"username": "..."}`, or `{"username": "...", "renewal_token": "..."}`
+//! to renew. The contract is in the README.
+
+use common::account::{self, Issue, Username};
+use common::config::Config;
+use common::function::{self, Function};
+use common::protocol::Fields;
+use common::{password, qr, Error};
+use postgres::Client;
+use serde_json::{json, Value};
+use std::process::ExitCode;
+
+struct GeneratePassword;
+
+struct Request {
+    username: Username,
+    renewal_token: Option<String>,
+}
+
+impl Function for GeneratePassword {
+    const NAME: &'static str = "generate-password";
+    const FIELDS: &'static [&'static str] = &["username", "renewal_token"];
+    type Request = Request;
+
+    fn parse(mut fields: Fields) -> Result<Request, Error> {
+        Ok(Request {
+            username: Username::parse(&fields.take_string("username")?)?,
+            renewal_token: fields.take_optional_string("renewal_token")?,
+        })
+    }
+
+    fn execute(request: Request, config: &Config, db: &mut Client) -> Result<Value, Error> {
+        // Everything that can fail is done before the transaction, so that a
+        // stored password is always one that is handed over.
+        let password = password::generate()?;
+        let qr_code = qr::png_base64(&password)?;
+        let hash = password::hash(&password, config.policy.bcrypt_cost)?;
+
+        let (username, issue) = account::issue_password(
+            db,
+            config,
+            &request.username,
+            request.renewal_token.as_deref(),
+            &hash,
+        )?;
+        let message = match issue {
+            Issue::Created | Issue::Recreated => "Account created.",
+            Issue::Renewed => "Credentials renewed.",
+        };
+        Ok(json!({
+            "username": username,
+            "qr_code_base64": qr_code,
+            "message": format!(
+                "{message} Scan the QR code now: it holds your password and will not be \
+                 shown again. Then set up two-factor authentication with generate-2fa."
+            ),
+            "next": "generate-2fa",
+        }))
+    }
+}
+
+fn main() -> ExitCode {
+    function::main::<GeneratePassword>()
+}

@@ -1,0 +1,253 @@
+//! Configuration the OpenFaaS way: secrets are files mounted in
+//! `/var/openfaas/secrets` (one file per secret, named like the secret), and
+//! settings are environment variables.
+//!
+//! The names below are the only place they are spelled: the README, stack.yaml
+//! and the tests check themselves against [`SECRETS`] and [`SETTINGS`]. Secret
+//! names are the Python version's, so that both read the same Kubernetes secrets.
+//!
+//! Every missing or malformed value is a [`Error::Config`] that names it and
+//! never shows its value.
+
+use crate::encryption::Keyring;
+use crate::error::Error;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where OpenFaaS mounts secrets; `SECRETS_DIR` overrides it for local runs.
+pub const DEFAULT_SECRETS_DIR: &str = "/var/openfaas/secrets";
+
+/// The secret files every function reads.
+pub const SECRETS: [&str; 3] = [
+    "db-credentials-username",
+    "db-credentials-password",
+    "encryption-key",
+];
+
+/// The environment variables every function reads (besides `SECRETS_DIR`,
+/// which only local runs set).
+pub const SETTINGS: [&str; 7] = [
+    "POSTGRES_HOST",
+    "POSTGRES_PORT",
+    "POSTGRES_DB",
+    "BCRYPT_COST",
+    "MAX_FAILED_ATTEMPTS",
+    "LOCKOUT_SECONDS",
+    "ENROLLMENT_WINDOW_SECONDS",
+];
+
+/// How long a function waits for the database before answering 500.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything a function needs, read once at start-up.
+pub struct Config {
+    pub database: DatabaseSettings,
+    /// The Fernet keys of the `encryption-key` secret.
+    pub keyring: Keyring,
+    pub policy: Policy,
+}
+
+/// Where and as whom to connect. Deliberately not `Debug`: it holds a password.
+pub struct DatabaseSettings {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: String,
+}
+
+/// The numbers of the account lifecycle.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// bcrypt work factor for new hashes (`BCRYPT_COST`, default 12, 10 to 31).
+    pub bcrypt_cost: u32,
+    /// Consecutive failures that lock an account (`MAX_FAILED_ATTEMPTS`, default 5).
+    pub max_failed_attempts: u32,
+    /// How long a lock lasts (`LOCKOUT_SECONDS`, default 300).
+    pub lockout_seconds: u32,
+    /// How long a new account may stay pending before its username can be
+    /// taken afresh (`ENROLLMENT_WINDOW_SECONDS`, default 900).
+    pub enrollment_window_seconds: u32,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment and the secrets
+    /// directory.
+    pub fn from_env() -> Result<Config, Error> {
+        Config::load(|name| match std::env::var(name) {
+            Ok(value) if value.trim().is_empty() => Ok(None),
+            Ok(value) => Ok(Some(value.trim().to_owned())),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::Config(format!(
+                "setting {name} is not valid UTF-8"
+            ))),
+        })
+    }
+
+    /// Reads the configuration through `env`, which returns a setting's
+    /// trimmed value or `None` when it is unset or empty.
+    pub fn load(env: impl Fn(&str) -> Result<Option<String>, Error>) -> Result<Config, Error> {
+        let secrets_dir = env("SECRETS_DIR")?.unwrap_or_else(|| DEFAULT_SECRETS_DIR.to_owned());
+        let secrets_dir = Path::new(&secrets_dir);
+
+        let host = env("POSTGRES_HOST")?.ok_or_else(|| {
+            Error::Config("setting POSTGRES_HOST is not set".to_owned())
+        })?;
+        let database = DatabaseSettings {
+            host,
+            port: number(&env, "POSTGRES_PORT", 5432, 1..=65535)?,
+            dbname: env("POSTGRES_DB")?.unwrap_or_else(|| "cofrap_db".to_owned()),
+            user: read_secret(secrets_dir, "db-credentials-username")?,
+            password: read_secret(secrets_dir, "db-credentials-password")?,
+        };
+        let keyring = Keyring::parse(&read_secret(secrets_dir, "encryption-key")?)
+            .map_err(|reason| Error::Config(format!("secret encryption-key {reason}")))?;
+        let policy = Policy {
+            bcrypt_cost: number(&env, "BCRYPT_COST", 12, 10..=31)?,
+            max_failed_attempts: number(&env, "MAX_FAILED_ATTEMPTS", 5, 1..=1000)?,
+            lockout_seconds: number(&env, "LOCKOUT_SECONDS", 300, 1..=86_400)?,
+            enrollment_window_seconds: number(&env, "ENROLLMENT_WINDOW_SECONDS", 900, 60..=604_800)?,
+        };
+        Ok(Config {
+            database,
+            keyring,
+            policy,
+        })
+    }
+}
+
+/// Reads an integer setting, or its default when unset.
+fn number<T>(
+    env: &impl Fn(&str) -> Result<Option<String>, Error>,
+    name: &str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, Error>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let Some(text) = env(name)? else {
+        return Ok(default);
+    };
+    match text.parse::<T>() {
+        Ok(value) if range.contains(&value) => Ok(value),
+        _ => Err(Error::Config(format!(
+            "setting {name} must be an integer from {} to {}",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
+
+/// Reads a secret file, trimmed of surrounding white space (as the Python
+/// version's `.strip()` does, so that `echo` and `kubectl` newlines are harmless).
+fn read_secret(dir: &Path, name: &str) -> Result<String, Error> {
+    let path: PathBuf = dir.join(name);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        let problem = match e.kind() {
+            std::io::ErrorKind::NotFound => "is missing",
+            std::io::ErrorKind::InvalidData => "is not valid UTF-8",
+            _ => "cannot be read",
+        };
+        Error::Config(format!("secret {name} {problem} ({})", path.display()))
+    })?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::Config(format!("secret {name} is empty")));
+    }
+    Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const KEY: &str = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
+
+    fn load(settings: &[(&str, &str)], secrets: &[(&str, &str)]) -> Result<Config, Error> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "cofrap-config-test-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, value) in secrets {
+            std::fs::write(dir.join(name), value).unwrap();
+        }
+        let mut env: HashMap<String, String> = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.insert("SECRETS_DIR".into(), dir.display().to_string());
+        let result = Config::load(|name| Ok(env.get(name).cloned()));
+        std::fs::remove_dir_all(&dir).unwrap();
+        result
+    }
+
+    fn all_secrets() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("db-credentials-username", "cofrap\n"),
+            ("db-credentials-password", " s3cret \n"),
+            ("encryption-key", KEY),
+        ]
+    }
+
+    fn config_error(result: Result<Config, Error>) -> String {
+        match result {
+            Err(Error::Config(message)) => message,
+            Err(other) => panic!("expected a configuration error, got {other:?}"),
+            Ok(_) => panic!("expected a configuration error"),
+        }
+    }
+
+    #[test]
+    fn defaults_apply_and_secrets_are_trimmed() {
+        let config = load(&[("POSTGRES_HOST", "db")], &all_secrets()).unwrap();
+        assert_eq!(config.database.port, 5432);
+        assert_eq!(config.database.dbname, "cofrap_db");
+        assert_eq!(config.database.user, "cofrap");
+        assert_eq!(config.database.password, "s3cret");
+        assert_eq!(config.policy.bcrypt_cost, 12);
+        assert_eq!(config.policy.max_failed_attempts, 5);
+        assert_eq!(config.policy.lockout_seconds, 300);
+        assert_eq!(config.policy.enrollment_window_seconds, 900);
+    }
+
+    #[test]
+    fn a_missing_or_malformed_value_is_named() {
+        let message = config_error(load(&[], &all_secrets()));
+        assert!(message.contains("POSTGRES_HOST"), "{message}");
+
+        let message = config_error(load(
+            &[("POSTGRES_HOST", "db"), ("BCRYPT_COST", "9")],
+            &all_secrets(),
+        ));
+        assert!(message.contains("BCRYPT_COST"), "{message}");
+
+        let message = config_error(load(
+            &[("POSTGRES_HOST", "db"), ("POSTGRES_PORT", "http")],
+            &all_secrets(),
+        ));
+        assert!(message.contains("POSTGRES_PORT"), "{message}");
+
+        let message = config_error(load(&[("POSTGRES_HOST", "db")], &all_secrets()[..2]));
+        assert!(message.contains("encryption-key is missing"), "{message}");
+
+        let mut secrets = all_secrets();
+        secrets[1].1 = "\n";
+        let message = config_error(load(&[("POSTGRES_HOST", "db")], &secrets));
+        assert!(message.contains("db-credentials-password is empty"), "{message}");
+    }
+
+    #[test]
+    fn a_malformed_key_names_the_secret_but_not_the_value() {
+        let mut secrets = all_secrets();
+        secrets[2].1 = "not-a-fernet-key";
+        let message = config_error(load(&[("POSTGRES_HOST", "db")], &secrets));
+        assert!(message.contains("encryption-key"), "{message}");
+        assert!(!message.contains("not-a-fernet-key"), "{message}");
+    }
+}

@@ -1,0 +1,96 @@
+//! The life of one invocation, the same for every function: read the body,
+//! check its shape, load the configuration, connect, check the schema, do the
+//! work, print one JSON object, log one line, exit.
+//!
+//! A function binary implements [`Function`] and calls [`main`]; everything
+//! the watchdog contract promises (one object on stdout, exit status, the log
+//! line, no panic text) is kept here, once.
+
+use crate::config::Config;
+use crate::db;
+use crate::error::Error;
+use crate::protocol::{self, Fields};
+use postgres::Client;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// One function of the system.
+pub trait Function {
+    /// The function's name, as in stack.yaml and the logs.
+    const NAME: &'static str;
+    /// The request keys it accepts; any other key is refused.
+    const FIELDS: &'static [&'static str];
+    /// The validated request.
+    type Request;
+
+    /// Validates the request. Runs before any configuration or database
+    /// access, so that malformed requests are answered even when those fail.
+    fn parse(fields: Fields) -> Result<Self::Request, Error>;
+
+    /// Does the work and returns the response object.
+    fn execute(request: Self::Request, config: &Config, db: &mut Client) -> Result<Value, Error>;
+}
+
+/// Runs one invocation of `F` on stdin and stdout; the binary's `main`.
+pub fn main<F: Function>() -> ExitCode {
+    let started = Instant::now();
+    install_panic_hook(F::NAME, started);
+
+    let outcome = serve::<F>();
+    let (body, status, detail) = match &outcome {
+        Ok(body) => (body.clone(), 0, None),
+        Err(error) => (error.to_json(), error.exit_status(), error.log_detail()),
+    };
+    // A success can still carry a code (authenticate's credentials_expired).
+    let code = body["code"].as_str().unwrap_or("ok").to_owned();
+    let written = protocol::write_response(std::io::stdout().lock(), &body);
+    let detail = match (&written, detail) {
+        (Err(e), _) => Some(format!("writing stdout: {e}")),
+        (Ok(()), detail) => detail.map(str::to_owned),
+    };
+    log(F::NAME, &code, started, detail.as_deref());
+    ExitCode::from(if written.is_ok() { status } else { 1 })
+}
+
+fn serve<F: Function>() -> Result<Value, Error> {
+    let body = protocol::read_body(std::io::stdin().lock())?;
+    let request = F::parse(Fields::parse(&body, F::FIELDS)?)?;
+    let config = Config::from_env()?;
+    let mut db = db::connect(&config.database, F::NAME)?;
+    db::check_schema(&mut db)?;
+    F::execute(request, &config, &mut db)
+}
+
+/// Writes the invocation's one log line on stderr: function, outcome code,
+/// duration, and for server faults the operator's detail. Nothing from the
+/// request is logged.
+fn log(function: &str, outcome: &str, started: Instant, detail: Option<&str>) {
+    let mut line = json!({
+        "function": function,
+        "outcome": outcome,
+        "duration_ms": started.elapsed().as_millis() as u64,
+    });
+    if let Some(detail) = detail {
+        line["detail"] = Value::from(detail);
+    }
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Replaces Rust's panic message (which would go to stderr with a location
+/// and maybe values) by the contract's answer: `internal_error` on stdout,
+/// one log line, exit status 1. Release builds abort on panic; the hook runs
+/// before that, and exits first.
+fn install_panic_hook(function: &'static str, started: Instant) {
+    std::panic::set_hook(Box::new(move |info| {
+        let error = Error::Internal(String::new());
+        let _ = protocol::write_response(std::io::stdout().lock(), &error.to_json());
+        let location = info
+            .location()
+            .map(|l| format!("panic at {}:{}", l.file(), l.line()))
+            .unwrap_or_else(|| "panic".to_owned());
+        log(function, error.code(), started, Some(&location));
+        std::process::exit(1);
+    }));
+}
