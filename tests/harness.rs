@@ -1,1 +1,383 @@
-//! placeholder
+//! What the integration tests share: a real PostgreSQL, a configuration for
+//! the functions, a way to run a function binary exactly as the classic
+//! watchdog does (a fresh process, the body on stdin, stdout and the exit
+//! status read back), QR decoding, and the Python peer.
+//!
+//! The database comes from `DATABASE_URL`, or else from the standard `PG*`
+//! variables (which `pg_virtualenv` sets when `make test` starts a throwaway
+//! cluster). Its schema must already be applied (`make test` does it). Tests
+//! share that database and keep out of each other's way with unique
+//! usernames; the few that need a database of their own create and drop it.
+
+use base64::Engine as _;
+use postgres::{Client, NoTls};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The root of the repository.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Where cargo put the function binaries: the test executable lives in
+/// `target/<profile>/deps/`, the binaries in `target/<profile>/`.
+fn binary(function: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join(function);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let mut random = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut random)
+        .unwrap();
+    format!(
+        "{prefix}{}x{}x{:08x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        u32::from_le_bytes(random)
+    )
+}
+
+/// How to reach the test database server.
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub dbname: String,
+}
+
+impl Server {
+    /// From `DATABASE_URL`, or else the `PG*` variables.
+    pub fn from_env() -> Server {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            let config: postgres::Config = url.parse().expect("DATABASE_URL does not parse");
+            let host = match &config.get_hosts()[0] {
+                postgres::config::Host::Tcp(host) => host.clone(),
+                postgres::config::Host::Unix(path) => path.display().to_string(),
+            };
+            return Server {
+                host,
+                port: config.get_ports().first().copied().unwrap_or(5432),
+                user: config.get_user().expect("DATABASE_URL has no user").to_owned(),
+                password: config
+                    .get_password()
+                    .map(|p| String::from_utf8(p.to_vec()).unwrap())
+                    .unwrap_or_default(),
+                dbname: config.get_dbname().unwrap_or("postgres").to_owned(),
+            };
+        }
+        let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        Server {
+            host: var("PGHOST", "localhost"),
+            port: var("PGPORT", "5432").parse().unwrap(),
+            user: var("PGUSER", "postgres"),
+            password: var("PGPASSWORD", ""),
+            dbname: var("PGDATABASE", "postgres"),
+        }
+    }
+
+    pub fn connect(&self) -> Client {
+        self.connect_to(&self.dbname)
+    }
+
+    pub fn connect_to(&self, dbname: &str) -> Client {
+        postgres::Config::new()
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .password(&self.password)
+            .dbname(dbname)
+            .connect(NoTls)
+            .unwrap_or_else(|e| panic!("cannot connect to the test database {dbname}: {e}"))
+    }
+
+    pub fn url(&self, dbname: &str) -> String {
+        format!(
+            "postgresql://{}:{}@{}:{}/{}",
+            self.user, self.password, self.host, self.port, dbname
+        )
+    }
+}
+
+/// A database of a test's own, dropped at the end.
+pub struct ScratchDatabase {
+    pub server: Server,
+    pub name: String,
+}
+
+impl ScratchDatabase {
+    pub fn create() -> ScratchDatabase {
+        let server = Server::from_env();
+        let name = unique("cofrap_t");
+        server
+            .connect()
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        ScratchDatabase { server, name }
+    }
+
+    pub fn connect(&self) -> Client {
+        self.server.connect_to(&self.name)
+    }
+
+    /// Applies the schema the way operators do: `make db-migrate`.
+    pub fn migrate(&self) -> std::process::Output {
+        Command::new("make")
+            .args(["--no-print-directory", "-s", "db-migrate"])
+            .current_dir(repo_root())
+            .env("DATABASE_URL", self.server.url(&self.name))
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let _ = self
+            .server
+            .connect()
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+/// A fresh Fernet key (32 random bytes, URL-safe base64).
+pub fn fernet_key() -> String {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut bytes)
+        .unwrap();
+    base64::engine::general_purpose::URL_SAFE.encode(bytes)
+}
+
+/// What a function's process gave back.
+#[derive(Debug)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// stdout as the one JSON object the contract promises.
+    pub fn json(&self) -> Value {
+        let body: Value = serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}): {:?}", self.stdout));
+        assert!(body.is_object(), "stdout is not an object: {body}");
+        assert!(self.stdout.ends_with('\n') && self.stdout.trim_end().lines().count() == 1);
+        body
+    }
+
+    /// The log line on stderr.
+    pub fn log(&self) -> Value {
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "expected one log line, got {:?}", self.stderr);
+        serde_json::from_str(lines[0]).expect("the log line is not JSON")
+    }
+}
+
+/// The environment a function runs in: settings and a secrets directory.
+pub struct Functions {
+    pub server: Server,
+    pub dbname: String,
+    pub key: String,
+    secrets_dir: PathBuf,
+    settings: Vec<(String, String)>,
+}
+
+impl Functions {
+    /// The functions, configured for the shared test database.
+    pub fn new() -> Functions {
+        let server = Server::from_env();
+        let dbname = server.dbname.clone();
+        Functions::on(server, &dbname)
+    }
+
+    /// The functions, configured for database `dbname` of `server`.
+    pub fn on(server: Server, dbname: &str) -> Functions {
+        let secrets_dir = std::env::temp_dir().join(unique("cofrap-secrets-"));
+        std::fs::create_dir_all(&secrets_dir).unwrap();
+        let key = fernet_key();
+        let functions = Functions {
+            settings: vec![
+                ("SECRETS_DIR".into(), secrets_dir.display().to_string()),
+                ("POSTGRES_HOST".into(), server.host.clone()),
+                ("POSTGRES_PORT".into(), server.port.to_string()),
+                ("POSTGRES_DB".into(), dbname.to_owned()),
+                // The lowest cost allowed, to keep the suite quick.
+                ("BCRYPT_COST".into(), "10".into()),
+            ],
+            dbname: dbname.to_owned(),
+            key: key.clone(),
+            secrets_dir,
+            server: server.clone(),
+        };
+        functions.write_secret("db-credentials-username", &format!("{}\n", server.user));
+        functions.write_secret("db-credentials-password", &format!("{}\n", server.password));
+        functions.write_secret("encryption-key", &format!("{key}\n"));
+        functions
+    }
+
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.settings.retain(|(k, _)| k != name);
+        self.settings.push((name.to_owned(), value.to_owned()));
+    }
+
+    pub fn unset(&mut self, name: &str) {
+        self.settings.retain(|(k, _)| k != name);
+    }
+
+    pub fn write_secret(&self, name: &str, value: &str) {
+        std::fs::write(self.secrets_dir.join(name), value).unwrap();
+    }
+
+    pub fn remove_secret(&self, name: &str) {
+        std::fs::remove_file(self.secrets_dir.join(name)).unwrap();
+    }
+
+    pub fn db(&self) -> Client {
+        self.server.connect_to(&self.dbname)
+    }
+
+    /// Runs `function` as the watchdog does: a fresh process, `body` on
+    /// stdin, nothing inherited from the test's environment.
+    pub fn run(&self, function: &str, body: &[u8]) -> Output {
+        let mut child = Command::new(binary(function))
+            .env_clear()
+            .envs(self.settings.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // A function may exit before reading everything (a body over the
+        // limit): a broken pipe here is expected then.
+        let _ = stdin.write_all(body);
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
+        Output {
+            status: output.status.code().expect("killed by a signal"),
+            stdout: String::from_utf8(output.stdout).expect("stdout is not UTF-8"),
+            stderr: String::from_utf8(output.stderr).expect("stderr is not UTF-8"),
+        }
+    }
+
+    /// Runs `function` on a JSON request; expects exit status 0 and returns
+    /// the response object.
+    pub fn call(&self, function: &str, request: Value) -> Value {
+        let output = self.run(function, request.to_string().as_bytes());
+        assert_eq!(output.status, 0, "{function} failed: {output:?}");
+        output.json()
+    }
+
+    /// Creates an account; returns its password, read from the QR code.
+    pub fn create_account(&self, username: &str) -> String {
+        let response = self.call("generate-password", serde_json::json!({ "username": username }));
+        decode_qr(response["qr_code_base64"].as_str().expect("no qr_code_base64"))
+    }
+
+    /// Creates an account and its 2FA; returns the password and the base32 secret.
+    pub fn enrolled_account(&self, username: &str) -> (String, String) {
+        let password = self.create_account(username);
+        let response = self.call(
+            "generate-2fa",
+            serde_json::json!({ "username": username, "password": password }),
+        );
+        let secret = response["manual_entry_key"].as_str().expect("no manual_entry_key");
+        (password, secret.to_owned())
+    }
+
+    /// Signs in with the code of `step` (30-second steps since the epoch).
+    pub fn authenticate(&self, username: &str, password: &str, secret: &str, step: u64) -> Value {
+        self.call(
+            "authenticate",
+            serde_json::json!({
+                "username": username,
+                "password": password,
+                "totp_code": code_at(secret, step * 30),
+            }),
+        )
+    }
+}
+
+impl Drop for Functions {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.secrets_dir);
+    }
+}
+
+/// The current 30-second TOTP step.
+pub fn current_step() -> u64 {
+    common::totp::unix_now() / 30
+}
+
+/// The TOTP code of a base32 secret at `unix_time`.
+pub fn code_at(secret: &str, unix_time: u64) -> String {
+    common::totp::TotpSecret::from_base32(secret)
+        .expect("not base32")
+        .code_at(unix_time)
+}
+
+/// Decodes the QR code in a base64 PNG; asserts that it holds exactly one.
+pub fn decode_qr(png_base64: &str) -> String {
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(png_base64)
+        .expect("not standard base64");
+    let image = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+        .expect("not a PNG")
+        .to_luma8();
+    let (width, height) = image.dimensions();
+    let mut prepared =
+        rqrr::PreparedImage::prepare_from_greyscale(width as usize, height as usize, |x, y| {
+            image.get_pixel(x as u32, y as u32).0[0]
+        });
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "expected exactly one QR code in the image");
+    grids[0].decode().expect("the QR code does not decode").1
+}
+
+/// Calls the Python peer (`tests/peer.py`, Python's bcrypt, cryptography and
+/// pyotp from the virtual environment `make test` sets up).
+pub fn python(operation: &str, args: Value) -> Value {
+    let interpreter = std::env::var("COFRAP_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
+    assert!(
+        interpreter.exists(),
+        "{} is missing: run make test, which installs the Python peers",
+        interpreter.display()
+    );
+    let mut child = Command::new(interpreter)
+        .arg(repo_root().join("tests/peer.py"))
+        .arg(operation)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(args.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "peer.py {operation} failed");
+    serde_json::from_slice(&output.stdout).unwrap()
+}

@@ -1,0 +1,66 @@
+# COFRAP credential functions. `make help` lists the targets.
+#
+# Everything a target needs that a fresh Debian machine lacks (PostgreSQL,
+# Python's venv module) is installed by the target itself.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO    ?= cargo
+VENV     := .venv
+PYTHON   := $(VENV)/bin/python
+# apt-get needs root: use sudo when we are not root.
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Quiet psql: no NOTICEs ("already exists, skipping") from idempotent migrations.
+PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=1
+
+.PHONY: help build test lint db-migrate test-deps test-on-database clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## Build the function binaries (release, in target/release/)
+	$(CARGO) build --release --locked --workspace --bins
+
+test: test-deps ## Run every test on a throwaway PostgreSQL (or on DATABASE_URL if set)
+	$(CARGO) build --locked --workspace --bins
+	@if [ -n "$$DATABASE_URL" ]; then \
+	    $(MAKE) --no-print-directory test-on-database; \
+	else \
+	    echo "Starting a throwaway PostgreSQL cluster (pg_virtualenv)"; \
+	    pg_virtualenv sh -c '$(MAKE) --no-print-directory test-on-database'; \
+	fi
+
+# Runs inside the database environment that `test` set up.
+test-on-database:
+	$(MAKE) --no-print-directory db-migrate
+	COFRAP_TEST_PYTHON=$(CURDIR)/$(PYTHON) $(CARGO) test --locked --workspace
+
+lint: ## rustfmt check and clippy, warnings as errors
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+db-migrate: ## Apply migrations/*.sql to DATABASE_URL, or the database the PG* variables name
+	@for migration in migrations/*.sql; do \
+	    $(PSQL) $${DATABASE_URL:+"$$DATABASE_URL"} -f "$$migration" || exit 1; \
+	done
+
+# PostgreSQL (server, pg_virtualenv, psql) and the Python peers of the parity tests.
+test-deps: $(PYTHON)
+	@if ! command -v pg_virtualenv >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	    echo "Installing PostgreSQL from Debian's packages"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql postgresql-common postgresql-client; \
+	fi
+
+$(PYTHON): tests/requirements.txt
+	@python3 -m venv --help >/dev/null 2>&1 || { \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3 python3-venv; }
+	rm -rf $(VENV)
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+clean: ## Remove build outputs and the test virtual environment
+	$(CARGO) clean
+	rm -rf $(VENV)
