@@ -34,7 +34,7 @@ test: test-deps ## Run every test on a throwaway PostgreSQL (or on DATABASE_URL 
 # Runs inside the database environment that `test` set up.
 test-on-database:
 	$(MAKE) --no-print-directory db-migrate
-	COFRAP_TEST_PYTHON=$(CURDIR)/$(PYTHON) $(CARGO) test --locked --workspace
+	COFRAP_TEST_PYTHON=$(CURDIR)/$(PYTHON) $(CARGO) test --locked --workspace --no-fail-fast
 
 lint: ## rustfmt check and clippy, warnings as errors
 	$(CARGO) fmt --all --check

@@ -10,7 +10,7 @@
 BEGIN;
 
 -- One migrator at a time (two `make db-migrate` racing on a new database).
-SELECT pg_advisory_xact_lock(hashtext('cofrap_schema_migrations'));
+DO $$ BEGIN PERFORM pg_advisory_xact_lock(hashtext('cofrap_schema_migrations')); END $$;
 
 CREATE TABLE IF NOT EXISTS cofrap_schema_migrations (
     version    integer PRIMARY KEY,

@@ -19,7 +19,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The root of the repository.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Where cargo put the function binaries: the test executable lives in
@@ -73,7 +76,10 @@ impl Server {
             return Server {
                 host,
                 port: config.get_ports().first().copied().unwrap_or(5432),
-                user: config.get_user().expect("DATABASE_URL has no user").to_owned(),
+                user: config
+                    .get_user()
+                    .expect("DATABASE_URL has no user")
+                    .to_owned(),
                 password: config
                     .get_password()
                     .map(|p| String::from_utf8(p.to_vec()).unwrap())
@@ -81,7 +87,8 @@ impl Server {
                 dbname: config.get_dbname().unwrap_or("postgres").to_owned(),
             };
         }
-        let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
         Server {
             host: var("PGHOST", "localhost"),
             port: var("PGPORT", "5432").parse().unwrap(),
@@ -148,10 +155,10 @@ impl ScratchDatabase {
 
 impl Drop for ScratchDatabase {
     fn drop(&mut self) {
-        let _ = self
-            .server
-            .connect()
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        let _ = self.server.connect().batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
     }
 }
 
@@ -186,7 +193,12 @@ impl Output {
     /// The log line on stderr.
     pub fn log(&self) -> Value {
         let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "expected one log line, got {:?}", self.stderr);
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one log line, got {:?}",
+            self.stderr
+        );
         serde_json::from_str(lines[0]).expect("the log line is not JSON")
     }
 }
@@ -200,12 +212,19 @@ pub struct Functions {
     settings: Vec<(String, String)>,
 }
 
-impl Functions {
+impl Default for Functions {
     /// The functions, configured for the shared test database.
-    pub fn new() -> Functions {
+    fn default() -> Functions {
         let server = Server::from_env();
         let dbname = server.dbname.clone();
         Functions::on(server, &dbname)
+    }
+}
+
+impl Functions {
+    /// The functions, configured for the shared test database.
+    pub fn new() -> Functions {
+        Functions::default()
     }
 
     /// The functions, configured for database `dbname` of `server`.
@@ -288,8 +307,15 @@ impl Functions {
 
     /// Creates an account; returns its password, read from the QR code.
     pub fn create_account(&self, username: &str) -> String {
-        let response = self.call("generate-password", serde_json::json!({ "username": username }));
-        decode_qr(response["qr_code_base64"].as_str().expect("no qr_code_base64"))
+        let response = self.call(
+            "generate-password",
+            serde_json::json!({ "username": username }),
+        );
+        decode_qr(
+            response["qr_code_base64"]
+                .as_str()
+                .expect("no qr_code_base64"),
+        )
     }
 
     /// Creates an account and its 2FA; returns the password and the base32 secret.
@@ -299,7 +325,9 @@ impl Functions {
             "generate-2fa",
             serde_json::json!({ "username": username, "password": password }),
         );
-        let secret = response["manual_entry_key"].as_str().expect("no manual_entry_key");
+        let secret = response["manual_entry_key"]
+            .as_str()
+            .expect("no manual_entry_key");
         (password, secret.to_owned())
     }
 

@@ -49,7 +49,9 @@ impl Username {
             ));
         }
         if trimmed.chars().any(char::is_control) {
-            return Err(Error::InvalidUsername("must not contain control characters"));
+            return Err(Error::InvalidUsername(
+                "must not contain control characters",
+            ));
         }
         if trimmed.contains(':') {
             return Err(Error::InvalidUsername("must not contain ':'"));
@@ -146,11 +148,11 @@ pub fn enroll_two_factor(
     let encrypted = config.keyring.encrypt(secret.to_base32().as_bytes());
     in_transaction(db, |tx| {
         let account = check_password(tx, username, password, &config.policy)?;
-        if account.active {
-            return Err(Error::AlreadyEnrolled);
-        }
         if account.expired {
             return Err(Error::CredentialsExpired);
+        }
+        if account.active {
+            return Err(Error::AlreadyEnrolled);
         }
         tx.execute(STORE_SECRET, &[&account.username, &encrypted])?;
         Ok(Enrollment {
@@ -273,7 +275,8 @@ const ACCEPT_CODE: &str = "
 const RECORD_FAILURE: &str = "
     UPDATE users
        SET failed_attempts = $2,
-           locked_until = CASE WHEN $2 >= $3 THEN now() + make_interval(secs => $4) END
+           locked_until = CASE WHEN $2::integer >= $3::integer
+                               THEN now() + make_interval(secs => $4) END
      WHERE username = $1";
 
 /// Runs `work` in a transaction: committed when it succeeds or refuses,
@@ -292,7 +295,11 @@ fn in_transaction<T>(
 }
 
 /// Locks and reads the account, if there is one.
-fn lock(tx: &mut Transaction, username: &Username, policy: &Policy) -> Result<Option<Account>, Error> {
+fn lock(
+    tx: &mut Transaction,
+    username: &Username,
+    policy: &Policy,
+) -> Result<Option<Account>, Error> {
     let window = f64::from(policy.enrollment_window_seconds);
     let row = tx.query_opt(LOCK_ACCOUNT, &[&username.as_str(), &window])?;
     Ok(row.map(|row| Account {
@@ -341,7 +348,10 @@ fn reset_credentials(
     new_username: &str,
     password_hash: &str,
 ) -> Result<(), Error> {
-    tx.execute(RESET_CREDENTIALS, &[&stored_username, &new_username, &password_hash])?;
+    tx.execute(
+        RESET_CREDENTIALS,
+        &[&stored_username, &new_username, &password_hash],
+    )?;
     Ok(())
 }
 
@@ -361,8 +371,7 @@ fn record_failure(tx: &mut Transaction, account: &Account, policy: &Policy) -> R
 fn decrypt_secret(config: &Config, encrypted: &str) -> Result<TotpSecret, Error> {
     let plaintext = config.keyring.decrypt(encrypted).ok_or_else(|| {
         Error::Config(
-            "secret encryption-key holds no key that decrypts this account's 2FA secret"
-                .to_owned(),
+            "secret encryption-key holds no key that decrypts this account's 2FA secret".to_owned(),
         )
     })?;
     std::str::from_utf8(&plaintext)
@@ -377,10 +386,22 @@ mod tests {
 
     #[test]
     fn usernames_are_trimmed_and_checked() {
-        assert_eq!(Username::parse("  Pierre Goujet \n").unwrap().as_str(), "Pierre Goujet");
+        assert_eq!(
+            Username::parse("  Pierre Goujet \n").unwrap().as_str(),
+            "Pierre Goujet"
+        );
         assert_eq!(Username::parse("ébè").unwrap().as_str(), "ébè");
         assert!(Username::parse(&"x".repeat(64)).is_ok());
-        for bad in ["ab", "  ab  ", "", &"x".repeat(65), "ali\u{0}ce", "ali\tce", "a:b:c", "bell\u{7}"] {
+        for bad in [
+            "ab",
+            "  ab  ",
+            "",
+            &"x".repeat(65),
+            "ali\u{0}ce",
+            "ali\tce",
+            "a:b:c",
+            "bell\u{7}",
+        ] {
             assert_eq!(
                 Username::parse(bad).unwrap_err().code(),
                 "invalid_username",

@@ -78,9 +78,9 @@ impl Config {
             Ok(value) if value.trim().is_empty() => Ok(None),
             Ok(value) => Ok(Some(value.trim().to_owned())),
             Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(Error::Config(format!(
-                "setting {name} is not valid UTF-8"
-            ))),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(Error::Config(format!("setting {name} is not valid UTF-8")))
+            }
         })
     }
 
@@ -90,9 +90,8 @@ impl Config {
         let secrets_dir = env("SECRETS_DIR")?.unwrap_or_else(|| DEFAULT_SECRETS_DIR.to_owned());
         let secrets_dir = Path::new(&secrets_dir);
 
-        let host = env("POSTGRES_HOST")?.ok_or_else(|| {
-            Error::Config("setting POSTGRES_HOST is not set".to_owned())
-        })?;
+        let host = env("POSTGRES_HOST")?
+            .ok_or_else(|| Error::Config("setting POSTGRES_HOST is not set".to_owned()))?;
         let database = DatabaseSettings {
             host,
             port: number(&env, "POSTGRES_PORT", 5432, 1..=65535)?,
@@ -106,7 +105,12 @@ impl Config {
             bcrypt_cost: number(&env, "BCRYPT_COST", 12, 10..=31)?,
             max_failed_attempts: number(&env, "MAX_FAILED_ATTEMPTS", 5, 1..=1000)?,
             lockout_seconds: number(&env, "LOCKOUT_SECONDS", 300, 1..=86_400)?,
-            enrollment_window_seconds: number(&env, "ENROLLMENT_WINDOW_SECONDS", 900, 60..=604_800)?,
+            enrollment_window_seconds: number(
+                &env,
+                "ENROLLMENT_WINDOW_SECONDS",
+                900,
+                60..=604_800,
+            )?,
         };
         Ok(Config {
             database,
@@ -168,10 +172,8 @@ mod tests {
     fn load(settings: &[(&str, &str)], secrets: &[(&str, &str)]) -> Result<Config, Error> {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "cofrap-config-test-{}-{n}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("cofrap-config-test-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         for (name, value) in secrets {
@@ -239,7 +241,10 @@ mod tests {
         let mut secrets = all_secrets();
         secrets[1].1 = "\n";
         let message = config_error(load(&[("POSTGRES_HOST", "db")], &secrets));
-        assert!(message.contains("db-credentials-password is empty"), "{message}");
+        assert!(
+            message.contains("db-credentials-password is empty"),
+            "{message}"
+        );
     }
 
     #[test]

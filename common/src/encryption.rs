@@ -72,7 +72,10 @@ mod tests {
         assert_eq!(rotated.decrypt(&legacy_token).unwrap(), b"JBSWY3DPEHPK3PXP");
         let new_token = rotated.encrypt(b"secret");
         assert!(old_only.decrypt(&new_token).is_none());
-        assert_eq!(Keyring::parse(NEW).unwrap().decrypt(&new_token).unwrap(), b"secret");
+        assert_eq!(
+            Keyring::parse(NEW).unwrap().decrypt(&new_token).unwrap(),
+            b"secret"
+        );
     }
 
     #[test]
@@ -81,7 +84,9 @@ mod tests {
         let mut token = keyring.encrypt(b"secret").into_bytes();
         let middle = token.len() / 2;
         token[middle] = if token[middle] == b'A' { b'B' } else { b'A' };
-        assert!(keyring.decrypt(std::str::from_utf8(&token).unwrap()).is_none());
+        assert!(keyring
+            .decrypt(std::str::from_utf8(&token).unwrap())
+            .is_none());
         assert_eq!(
             Keyring::parse(&format!("{OLD}\nshort")).err().unwrap(),
             "line 2 is not a Fernet key (32 bytes in URL-safe base64)"

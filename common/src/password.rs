@@ -169,7 +169,12 @@ mod tests {
             }
         }
         // (class range, upper bound of chi-square for n-1 degrees of freedom)
-        for (range, upper) in [(0..26, 74.5), (26..52, 74.5), (52..62, 46.0), (62..94, 84.2)] {
+        for (range, upper) in [
+            (0..26, 74.5),
+            (26..52, 74.5),
+            (52..62, 46.0),
+            (62..94, 84.2),
+        ] {
             let class = &counts[range.clone()];
             let total: u64 = class.iter().sum();
             let expected = total as f64 / class.len() as f64;

@@ -64,7 +64,11 @@ impl Fields {
         if let Some(name) = object.duplicate {
             return Err(Error::DuplicateField(name));
         }
-        if let Some((name, _)) = object.entries.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        if let Some((name, _)) = object
+            .entries
+            .iter()
+            .find(|(k, _)| !known.contains(&k.as_str()))
+        {
             return Err(Error::UnknownField(name.clone()));
         }
         Ok(Fields {

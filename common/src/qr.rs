@@ -56,9 +56,10 @@ mod tests {
     fn decode(png_bytes: &[u8]) -> (usize, String) {
         let image = image::load_from_memory(png_bytes).unwrap().to_luma8();
         let (w, h) = image.dimensions();
-        let mut prepared = rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
-            image.get_pixel(x as u32, y as u32).0[0]
-        });
+        let mut prepared =
+            rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
+                image.get_pixel(x as u32, y as u32).0[0]
+            });
         let grids = prepared.detect_grids();
         assert_eq!(grids.len(), 1);
         let (_, text) = grids[0].decode().unwrap();

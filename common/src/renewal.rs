@@ -72,8 +72,7 @@ mod tests {
         assert!(is_valid(&keys, &token, "alice", "$2b$12$hash-one"));
         assert!(!is_valid(&keys, &token, "bob", "$2b$12$hash-one"));
         assert!(!is_valid(&keys, &token, "alice", "$2b$12$hash-two"));
-        let other_keys =
-            Keyring::parse("X8bcvS3bUJ1AYQQrWx5Is5AZmM8Fc5RX6C-vVFG1bDw=").unwrap();
+        let other_keys = Keyring::parse("X8bcvS3bUJ1AYQQrWx5Is5AZmM8Fc5RX6C-vVFG1bDw=").unwrap();
         assert!(!is_valid(&other_keys, &token, "alice", "$2b$12$hash-one"));
     }
 

@@ -203,7 +203,11 @@ mod tests {
     fn codes_are_six_digits() {
         assert_eq!(parse_code("123 456").unwrap(), "123456");
         for bad in ["12345", "1234567", "12345a", "", "+12345", "١٢٣٤٥٦"] {
-            assert_eq!(parse_code(bad).unwrap_err().code(), "invalid_field", "{bad}");
+            assert_eq!(
+                parse_code(bad).unwrap_err().code(),
+                "invalid_field",
+                "{bad}"
+            );
         }
     }
 
