@@ -29,7 +29,20 @@ pub fn connect(settings: &DatabaseSettings, application_name: &str) -> Result<Cl
         .connect(NoTls)
         // Connection-phase messages ("password authentication failed for
         // user ...", "connection refused") hold no row data: fit for the log.
-        .map_err(|e| Error::DatabaseUnavailable(e.to_string()))
+        .map_err(|e| Error::DatabaseUnavailable(with_causes(&e)))
+}
+
+/// "error connecting to server: Connection refused (os error 111)": the
+/// driver's message followed by its causes, which say what actually happened.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// Checks that the schema is there and recent enough.
