@@ -8,13 +8,23 @@ SHELL := /bin/bash
 
 CARGO    ?= cargo
 VENV     := .venv
+# The functions: one binary crate each under bins/.
+FUNCTIONS := $(notdir $(wildcard bins/*))
+# Images: $(REGISTRY)/<function>:$(TAG), as in stack.yaml.
+REGISTRY ?= ghcr.io/cofrap
+TAG      ?= latest
+PLATFORMS ?= linux/amd64,linux/arm64
+NAMESPACE := openfaas-fn
+# The static build of the empty-root test (glibc, +crt-static; the images use musl).
+HOST     := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 PYTHON   := $(VENV)/bin/python
 # apt-get needs root: use sudo when we are not root.
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Quiet psql: no NOTICEs ("already exists, skipping") from idempotent migrations.
 PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=1
 
-.PHONY: help build test lint db-migrate test-deps test-on-database clean
+.PHONY: help build static test lint db-migrate test-deps test-on-database clean \
+        images push deploy secrets db up
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,7 +32,10 @@ help: ## List the targets
 build: ## Build the function binaries (release, in target/release/)
 	$(CARGO) build --release --locked --workspace --bins
 
-test: test-deps ## Run every test on a throwaway PostgreSQL (or on DATABASE_URL if set)
+static: ## Fully static release binaries in target/<host triple>/release/, for the empty-root test
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --workspace --bins --target $(HOST)
+
+test: test-deps static ## Run every test on a throwaway PostgreSQL (or on DATABASE_URL if set)
 	$(CARGO) build --locked --workspace --bins
 	@if [ -n "$$DATABASE_URL" ]; then \
 	    $(MAKE) --no-print-directory test-on-database; \
@@ -61,6 +74,40 @@ $(PYTHON): tests/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
+images: ## Build the function images for this machine's platform
+	@for function in $(FUNCTIONS); do \
+	    docker build --build-arg FUNCTION=$$function -f dockerfiles/Dockerfile \
+	        -t $(REGISTRY)/$$function:$(TAG) . || exit 1; \
+	done
+
+push: ## Push the images: linux/amd64 and linux/arm64 with buildx, else the local ones
+	@if docker buildx version >/dev/null 2>&1; then \
+	    for function in $(FUNCTIONS); do \
+	        docker buildx build --platform $(PLATFORMS) --build-arg FUNCTION=$$function \
+	            -f dockerfiles/Dockerfile -t $(REGISTRY)/$$function:$(TAG) --push . || exit 1; \
+	    done; \
+	else \
+	    $(MAKE) --no-print-directory images && \
+	    for function in $(FUNCTIONS); do docker push $(REGISTRY)/$$function:$(TAG) || exit 1; done; \
+	fi
+
+deploy: ## Deploy the functions to OpenFaaS (faas-cli deploy -f stack.yaml)
+	REGISTRY=$(REGISTRY) TAG=$(TAG) faas-cli deploy -f stack.yaml
+
+secrets: ## Create the secrets in openfaas-fn with generated values (existing ones are kept)
+	NAMESPACE=$(NAMESPACE) k8s-secrets/create-secrets.sh
+
+db: ## Deploy PostgreSQL in openfaas-fn and apply the schema (a Job running migrations/*.sql)
+	kubectl apply -f k8s/postgres.yaml
+	kubectl -n $(NAMESPACE) create configmap cofrap-migrations --from-file=migrations/ \
+	    --dry-run=client -o yaml | kubectl apply -f -
+	kubectl -n $(NAMESPACE) rollout status statefulset/postgres --timeout=300s
+	kubectl -n $(NAMESPACE) delete job cofrap-db-migrate --ignore-not-found
+	kubectl apply -f k8s/db-migrate-job.yaml
+	kubectl -n $(NAMESPACE) wait --for=condition=complete job/cofrap-db-migrate --timeout=300s
+
+up: secrets db push deploy ## Everything, in order: secrets, database and schema, images, functions
+
 clean: ## Remove build outputs and the test virtual environment
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) build

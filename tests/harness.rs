@@ -265,6 +265,10 @@ impl Functions {
         std::fs::write(self.secrets_dir.join(name), value).unwrap();
     }
 
+    pub fn secret_path(&self, name: &str) -> PathBuf {
+        self.secrets_dir.join(name)
+    }
+
     pub fn remove_secret(&self, name: &str) {
         std::fs::remove_file(self.secrets_dir.join(name)).unwrap();
     }

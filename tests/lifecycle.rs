@@ -364,7 +364,14 @@ fn expiry_is_decided_only_after_valid_credentials() {
     );
     assert!(!account_state(&functions, &user).get::<_, bool>("expired"));
 
-    let response = functions.authenticate(&user, &password, &secret, step);
+    let output = sign_in(&functions, &user, &password, &code_at(&secret, step * 30));
+    let response = output.json();
+    assert_eq!(output.log()["outcome"], "credentials_expired");
+    let token = response["renewal_token"].as_str().unwrap();
+    assert!(
+        !output.stderr.contains(token),
+        "the renewal token is never logged"
+    );
     assert_eq!(response["authenticated"], false);
     assert_eq!(response["expired"], true);
     assert_eq!(response["code"], "credentials_expired");

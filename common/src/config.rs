@@ -17,24 +17,37 @@ use std::time::Duration;
 /// Where OpenFaaS mounts secrets; `SECRETS_DIR` overrides it for local runs.
 pub const DEFAULT_SECRETS_DIR: &str = "/var/openfaas/secrets";
 
+/// Secret: the database user.
+pub const DB_USER_SECRET: &str = "db-credentials-username";
+/// Secret: its password.
+pub const DB_PASSWORD_SECRET: &str = "db-credentials-password";
+/// Secret: the Fernet keys, one per line (see [`Keyring`]).
+pub const ENCRYPTION_KEY_SECRET: &str = "encryption-key";
+
 /// The secret files every function reads.
-pub const SECRETS: [&str; 3] = [
-    "db-credentials-username",
-    "db-credentials-password",
-    "encryption-key",
+pub const SECRETS: [&str; 3] = [DB_USER_SECRET, DB_PASSWORD_SECRET, ENCRYPTION_KEY_SECRET];
+
+const POSTGRES_HOST: &str = "POSTGRES_HOST";
+const POSTGRES_PORT: &str = "POSTGRES_PORT";
+const POSTGRES_DB: &str = "POSTGRES_DB";
+const BCRYPT_COST: &str = "BCRYPT_COST";
+const MAX_FAILED_ATTEMPTS: &str = "MAX_FAILED_ATTEMPTS";
+const LOCKOUT_SECONDS: &str = "LOCKOUT_SECONDS";
+const ENROLLMENT_WINDOW_SECONDS: &str = "ENROLLMENT_WINDOW_SECONDS";
+
+/// The environment variables every function reads, besides [`SECRETS_DIR`].
+pub const SETTINGS: [&str; 7] = [
+    POSTGRES_HOST,
+    POSTGRES_PORT,
+    POSTGRES_DB,
+    BCRYPT_COST,
+    MAX_FAILED_ATTEMPTS,
+    LOCKOUT_SECONDS,
+    ENROLLMENT_WINDOW_SECONDS,
 ];
 
-/// The environment variables every function reads (besides `SECRETS_DIR`,
-/// which only local runs set).
-pub const SETTINGS: [&str; 7] = [
-    "POSTGRES_HOST",
-    "POSTGRES_PORT",
-    "POSTGRES_DB",
-    "BCRYPT_COST",
-    "MAX_FAILED_ATTEMPTS",
-    "LOCKOUT_SECONDS",
-    "ENROLLMENT_WINDOW_SECONDS",
-];
+/// Overrides [`DEFAULT_SECRETS_DIR`]; only local runs set it.
+pub const SECRETS_DIR: &str = "SECRETS_DIR";
 
 /// How long a function waits for the database before answering 500.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -87,30 +100,25 @@ impl Config {
     /// Reads the configuration through `env`, which returns a setting's
     /// trimmed value or `None` when it is unset or empty.
     pub fn load(env: impl Fn(&str) -> Result<Option<String>, Error>) -> Result<Config, Error> {
-        let secrets_dir = env("SECRETS_DIR")?.unwrap_or_else(|| DEFAULT_SECRETS_DIR.to_owned());
+        let secrets_dir = env(SECRETS_DIR)?.unwrap_or_else(|| DEFAULT_SECRETS_DIR.to_owned());
         let secrets_dir = Path::new(&secrets_dir);
 
-        let host = env("POSTGRES_HOST")?
-            .ok_or_else(|| Error::Config("setting POSTGRES_HOST is not set".to_owned()))?;
+        let host = env(POSTGRES_HOST)?
+            .ok_or_else(|| Error::Config(format!("setting {POSTGRES_HOST} is not set")))?;
         let database = DatabaseSettings {
             host,
-            port: number(&env, "POSTGRES_PORT", 5432, 1..=65535)?,
-            dbname: env("POSTGRES_DB")?.unwrap_or_else(|| "cofrap_db".to_owned()),
-            user: read_secret(secrets_dir, "db-credentials-username")?,
-            password: read_secret(secrets_dir, "db-credentials-password")?,
+            port: number(&env, POSTGRES_PORT, 5432, 1..=65535)?,
+            dbname: env(POSTGRES_DB)?.unwrap_or_else(|| "cofrap_db".to_owned()),
+            user: read_secret(secrets_dir, DB_USER_SECRET)?,
+            password: read_secret(secrets_dir, DB_PASSWORD_SECRET)?,
         };
-        let keyring = Keyring::parse(&read_secret(secrets_dir, "encryption-key")?)
-            .map_err(|reason| Error::Config(format!("secret encryption-key {reason}")))?;
+        let keyring = Keyring::parse(&read_secret(secrets_dir, ENCRYPTION_KEY_SECRET)?)
+            .map_err(|reason| Error::Config(format!("secret {ENCRYPTION_KEY_SECRET} {reason}")))?;
         let policy = Policy {
-            bcrypt_cost: number(&env, "BCRYPT_COST", 12, 10..=31)?,
-            max_failed_attempts: number(&env, "MAX_FAILED_ATTEMPTS", 5, 1..=1000)?,
-            lockout_seconds: number(&env, "LOCKOUT_SECONDS", 300, 1..=86_400)?,
-            enrollment_window_seconds: number(
-                &env,
-                "ENROLLMENT_WINDOW_SECONDS",
-                900,
-                60..=604_800,
-            )?,
+            bcrypt_cost: number(&env, BCRYPT_COST, 12, 10..=31)?,
+            max_failed_attempts: number(&env, MAX_FAILED_ATTEMPTS, 5, 1..=1000)?,
+            lockout_seconds: number(&env, LOCKOUT_SECONDS, 300, 1..=86_400)?,
+            enrollment_window_seconds: number(&env, ENROLLMENT_WINDOW_SECONDS, 900, 60..=604_800)?,
         };
         Ok(Config {
             database,
@@ -216,6 +224,35 @@ mod tests {
         assert_eq!(config.policy.max_failed_attempts, 5);
         assert_eq!(config.policy.lockout_seconds, 300);
         assert_eq!(config.policy.enrollment_window_seconds, 900);
+    }
+
+    #[test]
+    fn the_code_reads_exactly_the_listed_settings() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let dir = std::env::temp_dir().join(format!("cofrap-config-names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, value) in all_secrets() {
+            std::fs::write(dir.join(name), value).unwrap();
+        }
+        let config = Config::load(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            Ok(match name {
+                SECRETS_DIR => Some(dir.display().to_string()),
+                POSTGRES_HOST => Some("db".to_owned()),
+                _ => None,
+            })
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            config.is_ok(),
+            "the secrets directory holds exactly SECRETS"
+        );
+        let mut asked = asked.into_inner();
+        asked.sort();
+        let mut listed: Vec<String> = SETTINGS.iter().map(|s| s.to_string()).collect();
+        listed.push(SECRETS_DIR.to_owned());
+        listed.sort();
+        assert_eq!(asked, listed);
     }
 
     #[test]
