@@ -24,7 +24,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=1
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
-        images push deploy secrets db up
+        images push deploy secrets db up bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,14 @@ test: test-deps static ## Run every test on a throwaway PostgreSQL (or on DATABA
 test-on-database:
 	$(MAKE) --no-print-directory db-migrate
 	COFRAP_TEST_PYTHON=$(CURDIR)/$(PYTHON) $(CARGO) test --locked --workspace --no-fail-fast
+
+bench: test-deps ## Measure each function as the watchdog runs it; writes BENCHMARKS.md (a few minutes)
+	$(CARGO) build --release --locked --workspace --bins
+	@if [ -n "$$DATABASE_URL" ]; then \
+	    target/release/cofrap-bench; \
+	else \
+	    pg_virtualenv target/release/cofrap-bench; \
+	fi
 
 lint: ## rustfmt check and clippy, warnings as errors
 	$(CARGO) fmt --all --check

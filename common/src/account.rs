@@ -18,12 +18,17 @@
 //!
 //! Time-dependent states (expired, locked, enrollment abandoned) are computed
 //! by the database from its own clock, in the query that locks the row.
+//!
+//! Statements are sent with their parameter types (`query_typed`), which
+//! saves the prepare round trip of each: every request is a fresh process
+//! with a fresh connection, so nothing prepared would ever be reused.
 
 use crate::config::{Config, Policy};
 use crate::error::Error;
 use crate::password;
 use crate::renewal;
 use crate::totp::TotpSecret;
+use postgres::types::{ToSql, Type};
 use postgres::{Client, Transaction};
 
 /// A username, validated the same way by every function:
@@ -102,14 +107,17 @@ pub fn issue_password(
     renewal_token: Option<&str>,
     password_hash: &str,
 ) -> Result<(String, Issue), Error> {
+    // The common case, a new username, is one statement (its own
+    // transaction): the unique index decides between concurrent requests.
+    if renewal_token.is_none() && insert_account(db, username, password_hash)? {
+        return Ok((username.as_str().to_owned(), Issue::Created));
+    }
     in_transaction(db, |tx| {
         let account = lock(tx, username, &config.policy)?;
         match (account, renewal_token) {
+            // Deleted since the insert above found it taken: create it now.
             (None, None) => {
-                let inserted = tx.execute(INSERT_ACCOUNT, &[&username.as_str(), &password_hash])?;
-                // Zero rows: a concurrent request created it between our lock
-                // attempt (which found no row to lock) and this insert.
-                if inserted == 0 {
+                if !insert_account(tx, username, password_hash)? {
                     return Err(Error::AccountExists);
                 }
                 Ok((username.as_str().to_owned(), Issue::Created))
@@ -154,7 +162,7 @@ pub fn enroll_two_factor(
         if account.active {
             return Err(Error::AlreadyEnrolled);
         }
-        tx.execute(STORE_SECRET, &[&account.username, &encrypted])?;
+        tx.execute_typed(STORE_SECRET, &[text(&account.username), text(&encrypted)])?;
         Ok(Enrollment {
             username: account.username,
             secret,
@@ -192,7 +200,14 @@ pub fn authenticate(
         };
         // Compare-and-set on the step: redundant under the row lock, but it
         // keeps the guarantee even for writers that do not take the lock.
-        let accepted = tx.execute(ACCEPT_CODE, &[&account.username, &step, &account.expired])?;
+        let accepted = tx.execute_typed(
+            ACCEPT_CODE,
+            &[
+                text(&account.username),
+                (&step, Type::INT8),
+                (&account.expired, Type::BOOL),
+            ],
+        )?;
         if accepted != 1 {
             record_failure(tx, &account, &config.policy)?;
             return Err(Error::InvalidCredentials);
@@ -244,10 +259,13 @@ const LOCK_ACCOUNT: &str = "
      WHERE lower(username) = lower($1)
        FOR UPDATE";
 
+/// Returns a row when the account was created, none when the username (in
+/// any case) is taken.
 const INSERT_ACCOUNT: &str = "
     INSERT INTO users (username, password_hash, created_at, expired)
     VALUES ($1, $2, now(), false)
-    ON CONFLICT DO NOTHING";
+    ON CONFLICT DO NOTHING
+    RETURNING 1";
 
 /// New credentials: everything about the old ones is forgotten.
 const RESET_CREDENTIALS: &str = "
@@ -294,6 +312,28 @@ fn in_transaction<T>(
     outcome
 }
 
+/// A text parameter, for the typed statements.
+fn text(value: &String) -> (&(dyn ToSql + Sync), Type) {
+    (value, Type::TEXT)
+}
+
+/// Inserts a new pending account; false when the username is taken. Runs on
+/// a client (its own transaction) or inside one.
+fn insert_account(
+    db: &mut impl postgres::GenericClient,
+    username: &Username,
+    password_hash: &str,
+) -> Result<bool, Error> {
+    let row = db.query_typed_opt(
+        INSERT_ACCOUNT,
+        &[
+            (&username.as_str(), Type::TEXT),
+            (&password_hash, Type::TEXT),
+        ],
+    )?;
+    Ok(row.is_some())
+}
+
 /// Locks and reads the account, if there is one.
 fn lock(
     tx: &mut Transaction,
@@ -301,7 +341,10 @@ fn lock(
     policy: &Policy,
 ) -> Result<Option<Account>, Error> {
     let window = f64::from(policy.enrollment_window_seconds);
-    let row = tx.query_opt(LOCK_ACCOUNT, &[&username.as_str(), &window])?;
+    let row = tx.query_typed_opt(
+        LOCK_ACCOUNT,
+        &[(&username.as_str(), Type::TEXT), (&window, Type::FLOAT8)],
+    )?;
     Ok(row.map(|row| Account {
         username: row.get(0),
         password_hash: row.get(1),
@@ -348,9 +391,13 @@ fn reset_credentials(
     new_username: &str,
     password_hash: &str,
 ) -> Result<(), Error> {
-    tx.execute(
+    tx.execute_typed(
         RESET_CREDENTIALS,
-        &[&stored_username, &new_username, &password_hash],
+        &[
+            (&stored_username, Type::TEXT),
+            (&new_username, Type::TEXT),
+            (&password_hash, Type::TEXT),
+        ],
     )?;
     Ok(())
 }
@@ -360,9 +407,14 @@ fn record_failure(tx: &mut Transaction, account: &Account, policy: &Policy) -> R
     let failures = account.failed_attempts.saturating_add(1);
     let threshold = i32::try_from(policy.max_failed_attempts).unwrap_or(i32::MAX);
     let lockout = f64::from(policy.lockout_seconds);
-    tx.execute(
+    tx.execute_typed(
         RECORD_FAILURE,
-        &[&account.username, &failures, &threshold, &lockout],
+        &[
+            text(&account.username),
+            (&failures, Type::INT4),
+            (&threshold, Type::INT4),
+            (&lockout, Type::FLOAT8),
+        ],
     )?;
     Ok(())
 }
