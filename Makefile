@@ -24,7 +24,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=1
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
-        images push deploy secrets db up bench
+        images push deploy secrets db up bench run pg-deps
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,8 +32,13 @@ help: ## List the targets
 build: ## Build the function binaries (release, in target/release/)
 	$(CARGO) build --release --locked --workspace --bins
 
-static: ## Fully static release binaries in target/<host triple>/release/, for the empty-root test
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --workspace --bins --target $(HOST)
+static: ## Fully static release binaries of the functions in target/<host triple>/release/, for the empty-root test
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(HOST) \
+	    $(addprefix --package ,$(FUNCTIONS))
+
+run: pg-deps ## Run everything on this machine: PostgreSQL, the functions and the page (http://127.0.0.1:8080)
+	$(CARGO) build --release --locked --workspace --bins
+	dev/run
 
 test: test-deps static ## Run every test on a throwaway PostgreSQL (or on DATABASE_URL if set)
 	$(CARGO) build --locked --workspace --bins
@@ -66,13 +71,24 @@ db-migrate: ## Apply migrations/*.sql to DATABASE_URL, or the database the PG* v
 	    $(PSQL) $${DATABASE_URL:+"$$DATABASE_URL"} -f "$$migration" || exit 1; \
 	done
 
-# PostgreSQL (server, pg_virtualenv, psql) and the Python peers of the parity tests.
-test-deps: $(PYTHON)
+# PostgreSQL: server, pg_virtualenv, psql.
+pg-deps:
 	@if ! command -v pg_virtualenv >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	    echo "Installing PostgreSQL from Debian's packages"; \
 	    $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql postgresql-common postgresql-client; \
 	fi
+
+# Chromium and its WebDriver, for the end-to-end test of the page.
+browser-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	    echo "Installing Chromium and chromedriver from Debian's packages"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+# Everything the tests use: PostgreSQL, Chromium, the Python peers of the parity tests.
+test-deps: pg-deps browser-deps $(PYTHON)
 
 $(PYTHON): tests/requirements.txt
 	@python3 -m venv --help >/dev/null 2>&1 || { \

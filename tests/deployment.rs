@@ -34,6 +34,23 @@ fn seconds(duration: &Yaml) -> u64 {
         .unwrap_or_else(|| panic!("{text}"))
 }
 
+/// Runs a function that declares no configuration with an empty environment:
+/// it must answer all the same.
+fn assert_reads_no_configuration(function: &str) {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().unwrap().parent().unwrap().join(function);
+    let output = Command::new(&binary)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+    assert!(
+        output.status.success(),
+        "{function} needs configuration that stack.yaml does not give it"
+    );
+    assert!(!output.stdout.is_empty());
+}
+
 #[test]
 fn kubernetes_manifests_validate_against_the_schemas_offline() {
     let validator = std::env::var("COFRAP_TEST_PYTHON")
@@ -92,17 +109,28 @@ fn stack_yaml_deploys_exactly_the_binaries_with_what_their_code_reads() {
             "{image}"
         );
 
+        // A function lists every secret and setting the code reads
+        // (common::config), or, like the page, none: then it must run with
+        // an empty environment.
+        let environment = function["environment"].as_mapping().unwrap();
         let secrets: BTreeSet<&str> = function["secrets"]
             .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap())
-            .collect();
-        assert_eq!(secrets, SECRETS.into_iter().collect(), "{name}");
-
-        let environment = function["environment"].as_mapping().unwrap();
-        for setting in SETTINGS {
-            assert!(environment.contains_key(setting), "{name} lacks {setting}");
+            .map(|list| list.iter().map(|s| s.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        if secrets.is_empty() {
+            for setting in SETTINGS {
+                assert!(
+                    !environment.contains_key(setting),
+                    "{name} sets {setting} but has no secrets"
+                );
+            }
+            assert_reads_no_configuration(name);
+        } else {
+            assert_eq!(secrets, SECRETS.into_iter().collect(), "{name}");
+            for setting in SETTINGS {
+                assert!(environment.contains_key(setting), "{name} lacks {setting}");
+            }
+            assert_eq!(environment["content_type"], "application/json");
         }
         for key in environment.keys().map(|k| k.as_str().unwrap()) {
             let upper = key.to_uppercase();
@@ -122,7 +150,6 @@ fn stack_yaml_deploys_exactly_the_binaries_with_what_their_code_reads() {
             environment["write_debug"], "false",
             "request bodies must stay out of logs"
         );
-        assert_eq!(environment["content_type"], "application/json");
         assert!(seconds(&environment["write_timeout"]) > seconds(&environment["exec_timeout"]));
         assert!(seconds(&environment["read_timeout"]) > 0);
         assert!(
@@ -153,7 +180,7 @@ fn stack_yaml_deploys_exactly_the_binaries_with_what_their_code_reads() {
     assert!(
         manifest.contains("kind: Service\nmetadata:\n  name: postgres\n  namespace: openfaas-fn")
     );
-    let host = &functions.values().next().unwrap()["environment"]["POSTGRES_HOST"];
+    let host = &stack["functions"]["authenticate"]["environment"]["POSTGRES_HOST"];
     assert_eq!(host, "postgres.openfaas-fn.svc.cluster.local");
 }
 

@@ -265,6 +265,10 @@ impl Functions {
         std::fs::write(self.secrets_dir.join(name), value).unwrap();
     }
 
+    pub fn secrets_dir(&self) -> &Path {
+        &self.secrets_dir
+    }
+
     pub fn secret_path(&self, name: &str) -> PathBuf {
         self.secrets_dir.join(name)
     }

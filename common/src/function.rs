@@ -66,7 +66,7 @@ fn serve<F: Function>() -> Result<Value, Error> {
 /// Writes the invocation's one log line on stderr: function, outcome code,
 /// duration, and for server faults the operator's detail. Nothing from the
 /// request is logged.
-fn log(function: &str, outcome: &str, started: Instant, detail: Option<&str>) {
+pub fn log(function: &str, outcome: &str, started: Instant, detail: Option<&str>) {
     let mut line = json!({
         "function": function,
         "outcome": outcome,

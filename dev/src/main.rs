@@ -1,0 +1,403 @@
+//! The development server of `make run`: serves the functions on
+//! http://127.0.0.1:8080 the way the OpenFaaS gateway and the classic
+//! watchdog do, so that the whole system runs on one machine, without a
+//! cluster. For development only: it is not hardened for production.
+//!
+//! - `GET` or `POST /function/<name>` runs `<name>`'s binary: a fresh process
+//!   per request, the body on stdin, stdout as the response body.
+//! - As the classic watchdog: 200 and the function's `content_type` when the
+//!   process exits 0; 500 with `exit status N`, a newline and stdout when it
+//!   does not; 408 `Killed process.` after `exec_timeout`; 429 beyond
+//!   `max_inflight` requests at once; stderr kept out of the response and
+//!   printed on the console; the `Http_*` environment (method, path, query,
+//!   headers).
+//! - As the gateway: 404 for a function it does not know.
+//!
+//! The functions and their environment come from stack.yaml; any of those
+//! variables set in this server's own environment (POSTGRES_HOST,
+//! POSTGRES_PORT, BCRYPT_COST...) overrides stack.yaml's value, and
+//! SECRETS_DIR is passed on, so that the functions reach a local database and
+//! local secrets.
+//!
+//! Settings: BIND (default 127.0.0.1), PORT (8080), STACK (stack.yaml),
+//! BIN_DIR (the folder of this binary, where cargo puts the functions too).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use serde_yaml_ng::Value as Yaml;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+
+/// One function, as stack.yaml describes it.
+struct Function {
+    binary: PathBuf,
+    environment: Vec<(String, String)>,
+    content_type: Option<String>,
+    exec_timeout: Duration,
+    max_inflight: usize,
+    inflight: Arc<Semaphore>,
+}
+
+type Functions = BTreeMap<String, Function>;
+
+/// Reads the functions of stack.yaml.
+fn load(stack: &Path, bin_dir: &Path) -> Result<Functions, String> {
+    let text = std::fs::read_to_string(stack).map_err(|e| format!("{}: {e}", stack.display()))?;
+    let yaml: Yaml =
+        serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", stack.display()))?;
+    let specs = yaml["functions"]
+        .as_mapping()
+        .ok_or_else(|| format!("{}: no functions", stack.display()))?;
+    let mut functions = Functions::new();
+    for (name, spec) in specs {
+        let name = name
+            .as_str()
+            .ok_or("a function name is not a string")?
+            .to_owned();
+        let mut environment = Vec::new();
+        for (key, value) in spec["environment"].as_mapping().into_iter().flatten() {
+            let key = key
+                .as_str()
+                .ok_or("an environment key is not a string")?
+                .to_owned();
+            let value = std::env::var(&key).unwrap_or_else(|_| scalar(value));
+            environment.push((key, value));
+        }
+        if let Ok(dir) = std::env::var("SECRETS_DIR") {
+            environment.push(("SECRETS_DIR".to_owned(), dir));
+        }
+        let setting = |key: &str| {
+            environment
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let exec_timeout = setting("exec_timeout")
+            .map(|t| duration(&t).ok_or(format!("{name}: exec_timeout {t:?} is not a duration")))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(10));
+        let max_inflight = setting("max_inflight")
+            .map(|n| n.parse().map_err(|_| format!("{name}: max_inflight {n:?}")))
+            .transpose()?
+            .unwrap_or(usize::MAX >> 4);
+        let binary = bin_dir.join(&name);
+        if !binary.exists() {
+            return Err(format!(
+                "{} is missing: build the functions first",
+                binary.display()
+            ));
+        }
+        functions.insert(
+            name,
+            Function {
+                binary,
+                content_type: setting("content_type"),
+                environment,
+                exec_timeout,
+                max_inflight,
+                inflight: Arc::new(Semaphore::new(max_inflight)),
+            },
+        );
+    }
+    Ok(functions)
+}
+
+fn scalar(value: &Yaml) -> String {
+    match value {
+        Yaml::String(s) => s.clone(),
+        Yaml::Bool(b) => b.to_string(),
+        Yaml::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Go-style durations as stack.yaml writes them: "10s", "500ms", "2m".
+fn duration(text: &str) -> Option<Duration> {
+    let number = |s: &str| s.parse::<u64>().ok();
+    if let Some(ms) = text.strip_suffix("ms") {
+        return number(ms).map(Duration::from_millis);
+    }
+    if let Some(s) = text.strip_suffix('s') {
+        return number(s).map(Duration::from_secs);
+    }
+    if let Some(m) = text.strip_suffix('m') {
+        return number(m).map(|m| Duration::from_secs(m * 60));
+    }
+    None
+}
+
+/// `content-type` → `Content_Type`: Go's canonical header name, with the
+/// dashes the watchdog replaces.
+fn header_variable(name: &str) -> String {
+    let canonical: Vec<String> = name
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|first| {
+                    first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    format!("Http_{}", canonical.join("_"))
+}
+
+async fn read_all(mut pipe: impl AsyncRead + Unpin) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let _ = pipe.read_to_end(&mut bytes).await;
+    bytes
+}
+
+fn plain(status: StatusCode, text: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+/// Runs a function for one request, as the classic watchdog does.
+async fn invoke(
+    State(functions): State<Arc<Functions>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let name = uri
+        .path()
+        .strip_prefix("/function/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    let response = run(&functions, &name, method.clone(), &uri, &headers, body).await;
+    println!(
+        "{method} {} {} {} ms",
+        uri.path(),
+        response.status().as_u16(),
+        started.elapsed().as_millis()
+    );
+    response
+}
+
+async fn run(
+    functions: &Functions,
+    name: &str,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(function) = functions.get(name) else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            format!("Cannot find service: {name}.\n"),
+        );
+    };
+    if ![
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ]
+    .contains(&method)
+    {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, String::new());
+    }
+    let Ok(_permit) = function.inflight.clone().try_acquire_owned() else {
+        return plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Concurrent request limit exceeded. Max concurrent requests: {}\n",
+                function.max_inflight
+            ),
+        );
+    };
+
+    let started = Instant::now();
+    let mut command = tokio::process::Command::new(&function.binary);
+    command
+        .env_clear()
+        .envs(function.environment.iter().map(|(k, v)| (k, v)))
+        .env("Http_Method", method.as_str())
+        .env("Http_ContentLength", body.len().to_string())
+        .env("Http_Content_Length", body.len().to_string())
+        .env("Http_Path", uri.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(query) = uri.query().filter(|q| !q.is_empty()) {
+        command.env("Http_Query", query);
+    }
+    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        command.env("Http_Host", host);
+    }
+    for (key, value) in headers {
+        if let Ok(value) = value.to_str() {
+            command.env(header_variable(key.as_str()), value);
+        }
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    };
+    let (mut stdin, stdout, stderr) = (
+        child.stdin.take().unwrap(),
+        child.stdout.take().unwrap(),
+        child.stderr.take().unwrap(),
+    );
+    let feed = async move {
+        // A function may stop reading early (a body over its limit).
+        let _ = stdin.write_all(&body).await;
+    };
+    let finished = tokio::time::timeout(function.exec_timeout, async {
+        let ((), out, err, status) =
+            tokio::join!(feed, read_all(stdout), read_all(stderr), child.wait());
+        (out, err, status)
+    })
+    .await;
+    let Ok((out, err, status)) = finished else {
+        let _ = child.kill().await;
+        eprintln!("[{name}] killed after {:?}", function.exec_timeout);
+        return plain(StatusCode::REQUEST_TIMEOUT, "Killed process.\n".to_owned());
+    };
+    for line in String::from_utf8_lossy(&err).lines() {
+        eprintln!("[{name}] {line}");
+    }
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    };
+    if !status.success() {
+        let mut text = format!("exit status {}\n", status.code().unwrap_or(-1)).into_bytes();
+        text.extend_from_slice(&out);
+        return (StatusCode::INTERNAL_SERVER_ERROR, text).into_response();
+    }
+    let mut response = (StatusCode::OK, out).into_response();
+    if let Some(content_type) = function
+        .content_type
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+    }
+    if let Ok(seconds) = HeaderValue::from_str(&format!("{:.6}", started.elapsed().as_secs_f64())) {
+        response.headers_mut().insert("X-Duration-Seconds", seconds);
+    }
+    response
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("cannot listen for SIGTERM");
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate.recv() => {},
+    }
+    println!("\nStopping the development server.");
+}
+
+fn setting(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let bind = setting("BIND", "127.0.0.1");
+    let port = setting("PORT", "8080");
+    let stack = PathBuf::from(setting("STACK", "stack.yaml"));
+    let bin_dir = std::env::var_os("BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::current_exe()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .to_path_buf()
+        });
+
+    let functions = match load(&stack, &bin_dir) {
+        Ok(functions) => Arc::new(functions),
+        Err(e) => {
+            eprintln!("cofrap-dev-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(format!("{bind}:{port}")).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("cofrap-dev-server: cannot listen on {bind}:{port}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let address = listener.local_addr().unwrap();
+    println!("COFRAP development server: for development only, not for production.");
+    if !address.ip().is_loopback() {
+        println!("Warning: listening on {address}, reachable from other machines.");
+    }
+    let names: Vec<&str> = functions.keys().map(String::as_str).collect();
+    println!("Functions: {}", names.join(", "));
+    if functions.contains_key("frontend") {
+        println!("Open http://{address}/function/frontend");
+    } else {
+        println!("Listening on http://{address}");
+    }
+    println!("Press Ctrl-C to stop.");
+
+    let app = Router::new()
+        .route(
+            "/",
+            get(|| async { Redirect::temporary("/function/frontend") }),
+        )
+        .route("/function/{*path}", any(invoke))
+        .with_state(functions);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+    {
+        eprintln!("cofrap-dev-server: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_become_the_watchdogs_variables() {
+        assert_eq!(header_variable("content-type"), "Http_Content_Type");
+        assert_eq!(header_variable("x-forwarded-for"), "Http_X_Forwarded_For");
+        assert_eq!(header_variable("accept"), "Http_Accept");
+    }
+
+    #[test]
+    fn durations_read_like_go_writes_them() {
+        assert_eq!(duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(duration("ten"), None);
+    }
+}

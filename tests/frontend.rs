@@ -1,0 +1,398 @@
+//! The page as a person uses it: the development server started as
+//! `make run` starts it, headless Chromium (Debian's) driven through
+//! chromedriver, on a real PostgreSQL. Nothing is scanned: the QR images are
+//! read from the page and decoded, the first code is computed from the
+//! manual key. Screenshots of each step go to target/e2e-screenshots/.
+
+use cofrap_tests::*;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long to wait for the page to reach a state (polled, not asserted).
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < PATIENCE, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The development server of `make run`, on the test database.
+struct DevServer {
+    process: Child,
+    url: String,
+}
+
+impl DevServer {
+    fn start(functions: &Functions) -> DevServer {
+        let exe = std::env::current_exe().unwrap();
+        let bin_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let port = free_port();
+        let process = Command::new(bin_dir.join("cofrap-dev-server"))
+            .current_dir(repo_root())
+            .env("PORT", port.to_string())
+            .env("BIND", "127.0.0.1")
+            .env("SECRETS_DIR", functions.secrets_dir())
+            .env("POSTGRES_HOST", &functions.server.host)
+            .env("POSTGRES_PORT", functions.server.port.to_string())
+            .env("POSTGRES_DB", &functions.dbname)
+            .env("BCRYPT_COST", "10")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cofrap-dev-server is missing: build the workspace first");
+        let url = format!("http://127.0.0.1:{port}");
+        let page = format!("{url}/function/frontend");
+        wait_for("the development server", || ureq::get(&page).call().is_ok());
+        DevServer { process, url }
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Just enough of the WebDriver protocol (W3C) to use a page: JSON over
+/// HTTP to chromedriver.
+struct Browser {
+    driver: Child,
+    session: String,
+    profile: PathBuf,
+    screenshots: PathBuf,
+    shots: usize,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is missing: make test installs it (chromium-driver)");
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for("chromedriver", || {
+            ureq::get(&format!("{base}/status")).call().is_ok()
+        });
+        let profile = std::env::temp_dir().join(unique("cofrap-chromium-"));
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--disable-quic",
+                    format!("--user-data-dir={}", profile.display()),
+                    // A phone's viewport: the page must read well there.
+                    "--window-size=412,915",
+                ],
+            },
+        }}});
+        let created: Value = ureq::post(&format!("{base}/session"))
+            .send_json(&capabilities)
+            .expect("chromedriver could not start Chromium")
+            .body_mut()
+            .read_json()
+            .unwrap();
+        let session = created["value"]["sessionId"].as_str().unwrap().to_owned();
+        let screenshots = repo_root().join("target/e2e-screenshots");
+        let _ = std::fs::remove_dir_all(&screenshots);
+        std::fs::create_dir_all(&screenshots).unwrap();
+        Browser {
+            driver,
+            session: format!("{base}/session/{session}"),
+            profile,
+            screenshots,
+            shots: 0,
+        }
+    }
+
+    fn post(&self, path: &str, body: Value) -> Value {
+        let mut response = ureq::post(&format!("{}{path}", self.session))
+            .send_json(&body)
+            .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"));
+        response.body_mut().read_json::<Value>().unwrap()["value"].take()
+    }
+
+    fn goto(&self, url: &str) {
+        self.post("/url", json!({ "url": url }));
+    }
+
+    /// Runs JavaScript in the page and returns its result.
+    fn eval(&self, script: &str) -> Value {
+        self.post("/execute/sync", json!({ "script": script, "args": [] }))
+    }
+
+    fn element(&self, css: &str) -> String {
+        let found = self.post("/element", json!({ "using": "css selector", "value": css }));
+        // The W3C element reference is the one value of the returned object.
+        let reference = found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str);
+        reference
+            .unwrap_or_else(|| panic!("no element {css}: {found}"))
+            .to_owned()
+    }
+
+    /// Empties a field, then types into it as a person would, key by key.
+    fn type_into(&self, css: &str, text: &str) {
+        let element = self.element(css);
+        self.post(&format!("/element/{element}/clear"), json!({}));
+        self.keys(css, text);
+    }
+
+    /// Sends keys to a field, after what it holds.
+    fn keys(&self, css: &str, text: &str) {
+        let element = self.element(css);
+        self.post(
+            &format!("/element/{element}/value"),
+            json!({ "text": text }),
+        );
+    }
+
+    /// Presses Enter in a field: forms are submitted from the keyboard.
+    fn press_enter(&self, css: &str) {
+        self.keys(css, "\u{E007}");
+    }
+
+    fn click(&self, css: &str) {
+        let element = self.element(css);
+        self.post(&format!("/element/{element}/click"), json!({}));
+    }
+
+    fn visible(&self, id: &str) -> bool {
+        self.eval(&format!("return !document.getElementById('{id}').hidden")) == Value::Bool(true)
+    }
+
+    fn wait_visible(&self, id: &str) {
+        wait_for(id, || self.visible(id));
+    }
+
+    fn text(&self, id: &str) -> String {
+        self.eval(&format!(
+            "return document.getElementById('{id}').textContent"
+        ))
+        .as_str()
+        .unwrap()
+        .to_owned()
+    }
+
+    /// Decodes the QR code an <img> of the page shows.
+    fn qr(&self, id: &str) -> String {
+        let src = self.eval(&format!("return document.getElementById('{id}').src"));
+        let src = src.as_str().unwrap();
+        let png = src
+            .strip_prefix("data:image/png;base64,")
+            .unwrap_or_else(|| panic!("{id} is not an inline PNG: {src:.40}"));
+        decode_qr(png)
+    }
+
+    fn screenshot(&mut self, step: &str) {
+        self.shots += 1;
+        let response = ureq::get(&format!("{}/screenshot", self.session))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json::<Value>()
+            .unwrap();
+        use base64::Engine as _;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(response["value"].as_str().unwrap())
+            .unwrap();
+        let name = format!("{:02}-{step}.png", self.shots);
+        std::fs::write(self.screenshots.join(name), png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = ureq::delete(&self.session).call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// Goes from the password QR code to an active account; returns the password
+/// and the 2FA key.
+fn enroll(browser: &mut Browser, label: &str) -> (String, String) {
+    browser.wait_visible("password-step");
+    assert!(browser
+        .text("password-step")
+        .contains("Scan it now, it will not be shown again."));
+    browser.screenshot(&format!("{label}-password-qr"));
+    let password = browser.qr("password-qr");
+    assert_eq!(password.chars().count(), 24);
+
+    browser.type_into("#password-typed", &password);
+    browser.press_enter("#password-typed");
+    browser.wait_visible("totp-step");
+    browser.screenshot(&format!("{label}-2fa-qr"));
+    let key = browser.text("manual-key");
+    let uri = browser.qr("totp-qr");
+    assert!(uri.starts_with("otpauth://totp/COFRAP:"), "{uri}");
+    assert!(
+        uri.contains(&format!("secret={key}&issuer=COFRAP")),
+        "{uri}"
+    );
+
+    browser.type_into("#totp-code", &code_at(&key, current_step() * 30));
+    browser.press_enter("#totp-code");
+    browser.wait_visible("done");
+    (password, key)
+}
+
+#[test]
+fn a_person_creates_an_account_signs_in_and_renews_it() {
+    let functions = Functions::new();
+    let server = DevServer::start(&functions);
+    let mut browser = Browser::start();
+    let user = unique("Browser User ");
+    let user = user.trim();
+
+    browser.goto(&format!("{}/function/frontend", server.url));
+    browser.wait_visible("signin");
+    browser.screenshot("sign-in");
+
+    // Create the account, enroll, and the first code activates it.
+    browser.click("#to-create");
+    browser.wait_visible("create");
+    browser.type_into("#create-username", user);
+    browser.press_enter("#create-username");
+    let (password, key) = enroll(&mut browser, "create");
+    assert!(browser.text("done-text").contains(&format!(
+        "Your account is active. You are signed in as {user}."
+    )));
+    browser.screenshot("active");
+
+    // A wrong code, and its message.
+    browser.click("#sign-out");
+    browser.wait_visible("signin");
+    browser.type_into("#signin-username", user);
+    browser.type_into("#signin-password", &password);
+    let wrong = if code_at(&key, (current_step() + 1) * 30) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    browser.type_into("#signin-code", wrong);
+    browser.press_enter("#signin-code");
+    wait_for("the error message", || browser.visible("message"));
+    assert_eq!(
+        browser.text("message"),
+        "The username, password or code is not valid."
+    );
+    browser.screenshot("wrong-code");
+
+    // Six months later: signing in leads through the whole renewal.
+    functions
+        .db()
+        .execute(
+            "UPDATE users SET created_at = now() - interval '7 months' WHERE username = $1",
+            &[&user],
+        )
+        .unwrap();
+    browser.type_into("#signin-password", &password);
+    browser.type_into("#signin-code", &code_at(&key, (current_step() + 1) * 30));
+    browser.press_enter("#signin-code");
+    browser.wait_visible("password-step");
+    assert!(browser.text("message").contains("more than six months old"));
+    assert!(browser.text("password-intro").contains("Renewal"));
+    let (new_password, new_key) = enroll(&mut browser, "renewal");
+    assert_ne!(new_password, password);
+    assert_ne!(new_key, key);
+    assert!(browser.text("done-text").contains("Your account is active"));
+    browser.screenshot("renewed");
+
+    let row = functions
+        .db()
+        .query_one(
+            "SELECT activated_at IS NOT NULL, expired, now() - created_at < interval '1 hour'
+               FROM users WHERE username = $1",
+            &[&user],
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, bool>(0),
+            row.get::<_, bool>(1),
+            row.get::<_, bool>(2)
+        ),
+        (true, false, true)
+    );
+}
+
+#[test]
+fn the_page_is_served_with_its_policy_and_the_server_behaves_like_the_watchdog() {
+    let functions = Functions::new();
+    let server = DevServer::start(&functions);
+
+    let mut page = ureq::get(&format!("{}/function/frontend", server.url))
+        .call()
+        .unwrap();
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let html = page.body_mut().read_to_string().unwrap();
+    assert!(html.contains("http-equiv=\"Content-Security-Policy\""));
+
+    // A function's JSON comes back as is, with its content type.
+    let mut created = ureq::post(&format!("{}/function/generate-password", server.url))
+        .send_json(json!({"username": unique("server")}))
+        .unwrap();
+    assert_eq!(created.headers()["content-type"], "application/json");
+    let body: Value = created.body_mut().read_json().unwrap();
+    assert!(body["qr_code_base64"].is_string());
+
+    // Unknown functions are 404; a failing process is 500 with the
+    // watchdog's "exit status" line before the function's JSON.
+    let unknown = ureq::get(&format!("{}/function/nothing-here", server.url)).call();
+    assert!(
+        matches!(unknown, Err(ureq::Error::StatusCode(404))),
+        "{unknown:?}"
+    );
+
+    let refused = ureq::post(&format!("{}/function/authenticate", server.url))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_json(json!({"username": "alice", "password": "x", "totp_code": "123456"}));
+    // A refusal is an answer: 200, with the function's JSON.
+    let mut refused = refused.unwrap();
+    assert_eq!(refused.status(), 200);
+    let refusal: Value = refused.body_mut().read_json().unwrap();
+    assert_eq!(refusal["code"], "invalid_credentials");
+
+    drop(server);
+    let misconfigured = Functions::new();
+    misconfigured.remove_secret("encryption-key");
+    let server = DevServer::start(&misconfigured);
+    let mut failed = ureq::post(&format!("{}/function/generate-password", server.url))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_json(json!({"username": unique("server")}))
+        .unwrap();
+    assert_eq!(failed.status(), 500);
+    let text = failed.body_mut().read_to_string().unwrap();
+    let (first, rest) = text.split_once('\n').unwrap();
+    assert_eq!(first, "exit status 1");
+    let error: Value = serde_json::from_str(rest).unwrap();
+    assert_eq!(error["code"], "configuration_error");
+}
