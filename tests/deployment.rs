@@ -584,26 +584,16 @@ fn static_binaries_answer_from_an_empty_root_as_an_unprivileged_user() {
             c.args(["--user", "--map-root-user", "chroot"]).arg(&root);
             c
         };
-        let mut child = command
-            .arg(format!("/usr/bin/{function}"))
-            .env_clear()
-            .env("POSTGRES_HOST", address.to_string())
-            .env("POSTGRES_PORT", server.port.to_string())
-            .env("POSTGRES_DB", &functions.dbname)
-            .env("BCRYPT_COST", "10")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(request.to_string().as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
+        let output = run_with_input(
+            command
+                .arg(format!("/usr/bin/{function}"))
+                .env_clear()
+                .env("POSTGRES_HOST", address.to_string())
+                .env("POSTGRES_PORT", server.port.to_string())
+                .env("POSTGRES_DB", &functions.dbname)
+                .env("BCRYPT_COST", "10"),
+            request.to_string().as_bytes(),
+        );
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),

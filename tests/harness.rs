@@ -38,6 +38,23 @@ fn binary(function: &str) -> PathBuf {
     path
 }
 
+/// Runs `command` with `input` on its stdin and returns what it printed:
+/// how the watchdog runs a function, and how the tests run every process.
+pub fn run_with_input(command: &mut Command, input: &[u8]) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    // A process may exit before reading everything (a function given a body
+    // over its limit): a broken pipe here is expected then.
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
 /// A name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -284,20 +301,12 @@ impl Functions {
     /// Runs `function` as the watchdog does: a fresh process, `body` on
     /// stdin, nothing inherited from the test's environment.
     pub fn run(&self, function: &str, body: &[u8]) -> Output {
-        let mut child = Command::new(binary(function))
-            .env_clear()
-            .envs(self.settings.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        // A function may exit before reading everything (a body over the
-        // limit): a broken pipe here is expected then.
-        let _ = stdin.write_all(body);
-        drop(stdin);
-        let output = child.wait_with_output().unwrap();
+        let output = run_with_input(
+            Command::new(binary(function))
+                .env_clear()
+                .envs(self.settings.iter().map(|(k, v)| (k, v))),
+            body,
+        );
         Output {
             status: output.status.code().expect("killed by a signal"),
             stdout: String::from_utf8(output.stdout).expect("stdout is not UTF-8"),
@@ -399,21 +408,12 @@ pub fn python(operation: &str, args: Value) -> Value {
         "{} is missing: run make test, which installs the Python peers",
         interpreter.display()
     );
-    let mut child = Command::new(interpreter)
-        .arg(repo_root().join("tests/peer.py"))
-        .arg(operation)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(args.to_string().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = run_with_input(
+        Command::new(interpreter)
+            .arg(repo_root().join("tests/peer.py"))
+            .arg(operation),
+        args.to_string().as_bytes(),
+    );
     assert!(output.status.success(), "peer.py {operation} failed");
     serde_json::from_slice(&output.stdout).unwrap()
 }

@@ -260,6 +260,51 @@ mod tests {
     }
 
     #[test]
+    fn every_code_is_in_the_readme_table() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("### Error codes").expect("no error table");
+        let table = &readme[start..start + readme[start..].find("\n## ").unwrap()];
+        let every_error = [
+            Error::RequestTooLarge,
+            Error::EmptyRequest,
+            Error::InvalidUtf8,
+            Error::InvalidJson(String::new()),
+            Error::NotAnObject,
+            Error::DuplicateField(String::new()),
+            Error::UnknownField(String::new()),
+            Error::MissingField("x"),
+            Error::InvalidFieldType {
+                field: "x",
+                expected: "x",
+            },
+            Error::InvalidUsername("x"),
+            Error::InvalidField {
+                field: "x",
+                reason: "x",
+            },
+            Error::AccountExists,
+            Error::InvalidCredentials,
+            Error::AlreadyEnrolled,
+            Error::TwoFactorNotEnrolled,
+            Error::CredentialsExpired,
+            Error::InvalidRenewalToken,
+            Error::Config(String::new()),
+            Error::DatabaseUnavailable(String::new()),
+            Error::SchemaMissing,
+            Error::SchemaOutdated {
+                found: 0,
+                expected: 1,
+            },
+            Error::Database(String::new()),
+            Error::Internal(String::new()),
+        ];
+        for error in every_error {
+            let row = format!("| `{}` | {} |", error.code(), error.exit_status());
+            assert!(table.contains(&row), "README lacks the row {row}");
+        }
+    }
+
+    #[test]
     fn operator_details_stay_out_of_the_client_message() {
         let error = Error::DatabaseUnavailable("connection refused to 10.0.0.1".into());
         assert!(!error.to_json().to_string().contains("10.0.0.1"));
