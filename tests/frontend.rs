@@ -126,9 +126,18 @@ impl Browser {
 
     fn post(&self, path: &str, body: Value) -> Value {
         let mut response = ureq::post(&format!("{}{path}", self.session))
+            .config()
+            .http_status_as_error(false)
+            .build()
             .send_json(&body)
             .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"));
-        response.body_mut().read_json::<Value>().unwrap()["value"].take()
+        let status = response.status();
+        let mut answer = response.body_mut().read_json::<Value>().unwrap();
+        assert!(
+            status.is_success(),
+            "WebDriver {path} {body}: {status} {answer}"
+        );
+        answer["value"].take()
     }
 
     fn goto(&self, url: &str) {
@@ -395,4 +404,122 @@ fn the_page_is_served_with_its_policy_and_the_server_behaves_like_the_watchdog()
     assert_eq!(first, "exit status 1");
     let error: Value = serde_json::from_str(rest).unwrap();
     assert_eq!(error["code"], "configuration_error");
+}
+
+/// The development server on stand-in functions (shell scripts), to check
+/// what the watchdog does that the real functions never trigger.
+#[test]
+fn the_development_server_times_out_limits_and_passes_the_watchdog_environment() {
+    let dir = std::env::temp_dir().join(unique("cofrap-stand-ins-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scripts = [
+        ("slow", "#!/bin/sh\nsleep 4\necho late\n"),
+        (
+            "echo",
+            "#!/bin/sh\necho \"stderr stays out\" >&2\nenv | grep '^Http_' | sort\ncat\n",
+        ),
+        (
+            "fails",
+            "#!/bin/sh\necho '{\"code\": \"internal_error\"}'\nexit 3\n",
+        ),
+    ];
+    for (name, script) in scripts {
+        std::fs::write(dir.join(name), script).unwrap();
+        Command::new("chmod")
+            .arg("+x")
+            .arg(dir.join(name))
+            .status()
+            .unwrap();
+    }
+    std::fs::write(
+        dir.join("stack.yaml"),
+        "version: 1.0\nfunctions:\n  slow:\n    environment:\n      exec_timeout: 1s\n      max_inflight: \"1\"\n  \
+         echo:\n    environment:\n      content_type: text/plain\n  fails:\n    environment: {}\n",
+    )
+    .unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let port = free_port();
+    let mut server = Command::new(
+        exe.parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("cofrap-dev-server"),
+    )
+    .env("PORT", port.to_string())
+    .env("STACK", dir.join("stack.yaml"))
+    .env("BIN_DIR", &dir)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}/function");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    wait_for("the development server", || {
+        agent.get(&format!("{url}/echo")).call().is_ok()
+    });
+
+    let mut echoed = agent
+        .post(&format!("{url}/echo?a=1"))
+        .header("Content-Type", "application/json")
+        .send("{\"hello\": 1}")
+        .unwrap();
+    assert_eq!(echoed.status(), 200);
+    assert_eq!(echoed.headers()["content-type"], "text/plain");
+    let text = echoed.body_mut().read_to_string().unwrap();
+    for line in [
+        "Http_Method=POST",
+        "Http_Path=/function/echo",
+        "Http_Query=a=1",
+        "Http_Content_Type=application/json",
+        "Http_Content_Length=12",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from {text}"
+        );
+    }
+    assert!(text.ends_with("{\"hello\": 1}"), "{text}");
+    assert!(!text.contains("stderr stays out"));
+
+    let mut failed = agent.post(&format!("{url}/fails")).send("").unwrap();
+    assert_eq!(failed.status(), 500);
+    assert_eq!(
+        failed.body_mut().read_to_string().unwrap(),
+        "exit status 3\n{\"code\": \"internal_error\"}\n"
+    );
+
+    // Two slow requests at once, one slot: whichever takes it is killed at
+    // its 1 s exec_timeout (408), the other is refused at once (429).
+    let mut answers: Vec<(u16, String)> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut response = agent.get(&format!("{url}/slow")).call().unwrap();
+                    let text = response.body_mut().read_to_string().unwrap();
+                    (response.status().as_u16(), text)
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    answers.sort();
+    assert_eq!(answers[0], (408, "Killed process.\n".to_owned()));
+    assert_eq!(answers[1].0, 429, "{answers:?}");
+    assert!(answers[1].1.contains("Max concurrent requests: 1"));
+    assert_eq!(
+        agent
+            .get(&format!("{url}/unknown"))
+            .call()
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let _ = server.kill();
+    let _ = server.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
