@@ -30,8 +30,9 @@ use std::time::{Duration, Instant};
 
 /// Runs per function and population.
 const RUNS: usize = 30;
-/// The floor is quick and the reference of every ratio: more runs.
-const FLOOR_RUNS: usize = 100;
+/// The floor is quick and the reference of every ratio: more runs (10, then
+/// one before each function run).
+const FLOOR_RUNS: usize = 3 * RUNS + 10;
 /// Accounts in the table for each round.
 const POPULATIONS: [i64; 2] = [10_000, 1_000_000];
 const CONCURRENCY: Duration = Duration::from_secs(20);
@@ -213,7 +214,12 @@ fn fill(db: &mut postgres::Client, fixtures: &Fixtures, from: i64, to: i64) {
         &[&fixtures.password_hash, &fixtures.encrypted_secret, &from, &to],
     )
     .unwrap();
+    // Settle the table before measuring: statistics, visibility map, and no
+    // checkpoint of a million fresh rows running under the measurements.
+    // Two statements: VACUUM refuses to run in the implicit transaction of
+    // a multi-statement query.
     db.batch_execute("VACUUM ANALYZE users").unwrap();
+    db.batch_execute("CHECKPOINT").unwrap();
 }
 
 /// Pending accounts with the known password, for generate-2fa.
@@ -253,16 +259,26 @@ fn round(
     next_unused: &mut i64,
 ) -> Round {
     eprintln!("round with {population} accounts");
+    // The floor runs interleaved with the functions, so that both are
+    // measured under the same conditions: a few first, then one before each
+    // function run.
     let mut floor = Series::default();
-    for i in 0..FLOOR_RUNS {
-        let user = format!("bench-{}", 1 + (i as i64 * 7919) % population);
+    let mut floor_run = || {
+        let user = format!(
+            "bench-{}",
+            1 + (floor.samples.len() as i64 * 7919) % population
+        );
         let (sample, response) = env.run("floor", &json!({ "username": user }));
         expect(response["exists"] == true, "floor", &response);
         floor.samples.push(sample);
+    };
+    for _ in 0..FLOOR_RUNS - 3 * RUNS {
+        floor_run();
     }
 
     let mut created = Series::default();
     for _ in 0..RUNS {
+        floor_run();
         created.bcrypt_ms.push(timed(|| {
             bcrypt::hash(PASSWORD, BCRYPT_COST).unwrap();
         }));
@@ -278,6 +294,7 @@ fn round(
 
     let mut enrolled = Series::default();
     for user in pending_accounts(db, fixtures, RUNS) {
+        floor_run();
         enrolled.bcrypt_ms.push(timed(|| {
             bcrypt::verify(PASSWORD, &fixtures.password_hash).unwrap();
         }));
@@ -297,6 +314,7 @@ fn round(
     for _ in 0..RUNS {
         let user = format!("bench-{next_unused}");
         *next_unused += 1;
+        floor_run();
         authenticated.bcrypt_ms.push(timed(|| {
             bcrypt::verify(PASSWORD, &fixtures.password_hash).unwrap();
         }));
