@@ -552,7 +552,7 @@ fn report(
     );
     let _ = writeln!(
         w,
-        "\nWhere the time goes, and why the overhead target is missed: README.md, section Performance."
+        "\nWhere the time goes, and how the targets stand: README.md, section Performance."
     );
     out
 }
