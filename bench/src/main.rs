@@ -239,7 +239,12 @@ struct Round {
     population: i64,
     floor: Series,
     functions: Vec<(&'static str, Series)>,
+    /// authenticate's refusals, by cause: they must take about as long.
+    refusals: Vec<(&'static str, Series)>,
 }
+
+/// Runs of authenticate that are refused, per cause.
+const REFUSAL_RUNS: usize = 10;
 
 /// Errors seen (a function that did not give its normal answer).
 static ERRORS: AtomicUsize = AtomicUsize::new(0);
@@ -325,15 +330,59 @@ fn round(
         authenticated.samples.push(sample);
     }
 
+    let refusals = refusals(env, fixtures, next_unused);
     Round {
         population,
         floor,
+        refusals,
         functions: vec![
             ("generate-password", created),
             ("generate-2fa", enrolled),
             ("authenticate", authenticated),
         ],
     }
+}
+
+/// authenticate refused for an unknown user, a wrong password and a wrong
+/// code: the answers are identical (the tests check that); here, their time.
+fn refusals(
+    env: &Environment,
+    fixtures: &Fixtures,
+    next_unused: &mut i64,
+) -> Vec<(&'static str, Series)> {
+    let mut by_cause = Vec::new();
+    for cause in ["unknown user", "wrong password", "wrong code"] {
+        let mut series = Series::default();
+        for _ in 0..REFUSAL_RUNS {
+            // A fresh account each time: failures must not add up to a lock.
+            let user = format!("bench-{next_unused}");
+            *next_unused += 1;
+            let right_code = code_at(&fixtures.secret, current_step() * 30);
+            let wrong_code = if right_code == "000000" {
+                "111111"
+            } else {
+                "000000"
+            };
+            let request = match cause {
+                "unknown user" => {
+                    json!({ "username": unique("nobody-"), "password": PASSWORD, "totp_code": right_code })
+                }
+                "wrong password" => {
+                    json!({ "username": user, "password": "not-the-password", "totp_code": right_code })
+                }
+                _ => json!({ "username": user, "password": PASSWORD, "totp_code": wrong_code }),
+            };
+            let (sample, response) = env.run("authenticate", &request);
+            expect(
+                response["code"] == "invalid_credentials",
+                "authenticate refusal",
+                &response,
+            );
+            series.samples.push(sample);
+        }
+        by_cause.push((cause, series));
+    }
+    by_cause
 }
 
 struct Concurrency {
@@ -516,6 +565,27 @@ fn report(
             series.median_wall() / floor,
             100.0 * series.median_bcrypt() / series.median_wall()
         );
+    }
+
+    let _ = writeln!(w, "\n## No enumeration by timing\n");
+    let _ = writeln!(
+        w,
+        "authenticate gives one answer, byte for byte, for an unknown user, a wrong password and a \
+         wrong code (the tests check it); an unknown user costs a bcrypt check against a dummy hash, \
+         so the three take about as long ({REFUSAL_RUNS} runs each):\n"
+    );
+    let _ = writeln!(
+        w,
+        "| accounts | unknown user ms | wrong password ms | wrong code ms |"
+    );
+    let _ = writeln!(w, "|---:|---:|---:|---:|");
+    for round in rounds {
+        let medians: Vec<String> = round
+            .refusals
+            .iter()
+            .map(|(_, series)| format!("{:.1}", series.median_wall()))
+            .collect();
+        let _ = writeln!(w, "| {} | {} |", round.population, medians.join(" | "));
     }
 
     let _ = writeln!(w, "\n## Concurrency\n");
