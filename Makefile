@@ -46,7 +46,7 @@ test: test-deps static ## Run every test on a throwaway PostgreSQL (or on DATABA
 	    $(MAKE) --no-print-directory test-on-database; \
 	else \
 	    echo "Starting a throwaway PostgreSQL cluster (pg_virtualenv)"; \
-	    pg_virtualenv sh -c '$(MAKE) --no-print-directory test-on-database'; \
+	    pg_virtualenv -t sh -c '$(MAKE) --no-print-directory test-on-database'; \
 	fi
 
 # Runs inside the database environment that `test` set up.
@@ -59,7 +59,7 @@ bench: test-deps ## Measure each function as the watchdog runs it; writes BENCHM
 	@if [ -n "$$DATABASE_URL" ]; then \
 	    target/release/cofrap-bench; \
 	else \
-	    pg_virtualenv target/release/cofrap-bench; \
+	    pg_virtualenv -t target/release/cofrap-bench; \
 	fi
 
 lint: ## rustfmt check and clippy, warnings as errors
