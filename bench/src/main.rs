@@ -17,7 +17,7 @@
 //! timing assertions; the targets are judged here, by a person, on a machine
 //! whose name the report carries.
 
-use cofrap_tests::{code_at, current_step, fernet_key, unique, ScratchDatabase};
+use cofrap_tests::{code_at, current_step, fernet_key, unique, FunctionRole, ScratchDatabase};
 use common::encryption::Keyring;
 use common::totp::TotpSecret;
 use serde_json::{json, Value};
@@ -641,16 +641,10 @@ fn main() {
     let secrets = std::env::temp_dir().join(unique("cofrap-bench-secrets-"));
     std::fs::create_dir_all(&secrets).unwrap();
     let key = fernet_key();
-    std::fs::write(
-        secrets.join("db-credentials-username"),
-        &scratch.server.user,
-    )
-    .unwrap();
-    std::fs::write(
-        secrets.join("db-credentials-password"),
-        &scratch.server.password,
-    )
-    .unwrap();
+    // The functions log in as their own role, as deployed (make db-roles).
+    let role = FunctionRole::from_test_secrets();
+    std::fs::write(secrets.join("db-credentials-username"), &role.user).unwrap();
+    std::fs::write(secrets.join("db-credentials-password"), &role.password).unwrap();
     std::fs::write(secrets.join("encryption-key"), &key).unwrap();
     let env = Environment {
         variables: vec![
