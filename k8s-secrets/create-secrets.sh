@@ -2,8 +2,11 @@
 # Creates the secrets the COFRAP functions and their database read, in the
 # functions' namespace, with generated values:
 #
-#   db-credentials-username   the database user (DB_USER, default cofrap)
-#   db-credentials-password   32 random URL-safe characters
+#   db-credentials-username   the functions' database role (DB_USER, default cofrap_functions)
+#   db-credentials-password   its password: 32 random URL-safe characters
+#   db-admin-username         the database's bootstrap superuser (DB_ADMIN, default postgres),
+#                             used only by the schema Job (k8s/db-migrate-job.yaml)
+#   db-admin-password         its password: 32 random URL-safe characters
 #   encryption-key            a Fernet key (32 random bytes, URL-safe base64)
 #
 # Each secret holds one key named like the secret itself, so OpenFaaS mounts
@@ -19,7 +22,8 @@
 set -euo pipefail
 
 NAMESPACE=${NAMESPACE:-openfaas-fn}
-DB_USER=${DB_USER:-cofrap}
+DB_USER=${DB_USER:-cofrap_functions}
+DB_ADMIN=${DB_ADMIN:-postgres}
 SEALED_DIR=${SEALED_DIR:-$(dirname "$0")/sealed}
 
 mode=create
@@ -54,4 +58,6 @@ secret() {
 
 secret db-credentials-username "$DB_USER"
 secret db-credentials-password "$(random_base64url 24)"
+secret db-admin-username "$DB_ADMIN"
+secret db-admin-password "$(random_base64url 24)"
 secret encryption-key "$(random_base64url 32)"
