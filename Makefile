@@ -197,7 +197,7 @@ deploy: ## Deploy the functions to OpenFaaS (faas-cli deploy -f stack.yaml)
 secrets: ## Create the secrets in openfaas-fn with generated values (existing ones are kept)
 	NAMESPACE=$(NAMESPACE) k8s-secrets/create-secrets.sh
 
-db: ## Deploy PostgreSQL in openfaas-fn and apply the schema (a Job running migrations/*.sql)
+db: ## Deploy PostgreSQL in openfaas-fn, then the roles and the schema (a Job running roles.psql and migrations/*.sql)
 	kubectl apply -f k8s/postgres.yaml
 	kubectl -n $(NAMESPACE) create configmap cofrap-migrations --from-file=migrations/ \
 	    --dry-run=client -o yaml | kubectl apply -f -
