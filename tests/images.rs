@@ -38,7 +38,12 @@ impl Deployment {
 
 /// What a container of `function` gets: stack.yaml's environment, pointed at
 /// the relayed test database `dbname`, the secrets where OpenFaaS mounts them.
-fn options(function: &str, functions: &Functions, relay: &DatabaseRelay, dbname: &str) -> RunOptions {
+fn options(
+    function: &str,
+    functions: &Functions,
+    relay: &DatabaseRelay,
+    dbname: &str,
+) -> RunOptions {
     let mut environment = containers::stack_environment(function);
     let reads_database = environment.iter().any(|(k, _)| k == "POSTGRES_HOST");
     let mut mounts = Vec::new();
@@ -90,7 +95,10 @@ impl DevServer {
             .expect("cofrap-dev-server is missing: build the workspace first");
         let url = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
-        while ureq::get(&format!("{url}/function/frontend")).call().is_err() {
+        while ureq::get(&format!("{url}/function/frontend"))
+            .call()
+            .is_err()
+        {
             assert!(started.elapsed() < Duration::from_secs(20), "no dev server");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -133,7 +141,11 @@ fn assert_confined(function: &str, container: &Container) {
             .collect::<Vec<_>>()
     };
     assert_eq!(field("Uid"), ["10001"; 4], "{function}: user");
-    assert_eq!(field("CapEff"), ["0000000000000000"], "{function}: capabilities");
+    assert_eq!(
+        field("CapEff"),
+        ["0000000000000000"],
+        "{function}: capabilities"
+    );
     assert_eq!(field("NoNewPrivs"), ["1"], "{function}: no_new_privs");
     let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
     let options_of = |path: &str| {
@@ -178,7 +190,12 @@ fn every_image_runs_the_functions_through_the_real_watchdog_like_the_dev_server(
             })
             .collect(),
     };
-    for function in ["generate-password", "generate-2fa", "authenticate", "frontend"] {
+    for function in [
+        "generate-password",
+        "generate-2fa",
+        "authenticate",
+        "frontend",
+    ] {
         assert!(
             functions_in_images.iter().any(|f| f == function),
             "no image for {function}"
@@ -196,7 +213,10 @@ fn every_image_runs_the_functions_through_the_real_watchdog_like_the_dev_server(
         &deployment.url("generate-2fa"),
         &json!({"username": user, "password": password}),
     ));
-    let secret = enrolled["manual_entry_key"].as_str().expect("no key").to_owned();
+    let secret = enrolled["manual_entry_key"]
+        .as_str()
+        .expect("no key")
+        .to_owned();
     let step = current_step();
     let signed_in = json_of(&post(
         &deployment.url("authenticate"),
@@ -255,12 +275,19 @@ fn every_image_runs_the_functions_through_the_real_watchdog_like_the_dev_server(
         .unwrap_or_else(|| panic!("{fault:?}"));
     let error: Value = serde_json::from_str(json_part).unwrap();
     assert_eq!(error["code"], "database_unavailable", "{fault:?}");
-    let fault_through_dev =
-        containers::request(&fault_dev.url("generate-password"), Some(request.as_bytes()));
-    assert_eq!(fault_through_dev, fault, "a 500 through the dev server differs");
+    let fault_through_dev = containers::request(
+        &fault_dev.url("generate-password"),
+        Some(request.as_bytes()),
+    );
+    assert_eq!(
+        fault_through_dev, fault,
+        "a 500 through the dev server differs"
+    );
     // The function's log line reached the container's log, not the answer.
     assert!(
-        faulty.logs().contains("\"outcome\":\"database_unavailable\""),
+        faulty
+            .logs()
+            .contains("\"outcome\":\"database_unavailable\""),
         "{}",
         faulty.logs()
     );

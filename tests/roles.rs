@@ -8,9 +8,11 @@ use cofrap_tests::*;
 
 /// Runs `sql` as the functions' role; the SQLSTATE it fails with, if it does.
 fn refused(db: &mut postgres::Client, sql: &str) -> Option<String> {
-    db.batch_execute(sql)
-        .err()
-        .map(|e| e.code().map(|c| c.code().to_owned()).unwrap_or_else(|| e.to_string()))
+    db.batch_execute(sql).err().map(|e| {
+        e.code()
+            .map(|c| c.code().to_owned())
+            .unwrap_or_else(|| e.to_string())
+    })
 }
 
 const INSUFFICIENT_PRIVILEGE: &str = "42501";
@@ -38,16 +40,37 @@ fn the_functions_role_can_select_insert_and_update_and_nothing_else() {
     .unwrap();
 
     for (what, sql) in [
-        ("delete", format!("DELETE FROM users WHERE username = '{user}'")),
+        (
+            "delete",
+            format!("DELETE FROM users WHERE username = '{user}'"),
+        ),
         ("truncate", "TRUNCATE users".to_owned()),
         ("create a table", "CREATE TABLE intruder (x int)".to_owned()),
-        ("create a temporary table", "CREATE TEMP TABLE intruder (x int)".to_owned()),
-        ("alter a table", "ALTER TABLE users ADD COLUMN intruder int".to_owned()),
+        (
+            "create a temporary table",
+            "CREATE TEMP TABLE intruder (x int)".to_owned(),
+        ),
+        (
+            "alter a table",
+            "ALTER TABLE users ADD COLUMN intruder int".to_owned(),
+        ),
         ("drop a table", "DROP TABLE users".to_owned()),
-        ("create a function", "CREATE FUNCTION intruder() RETURNS int LANGUAGE sql AS 'SELECT 1'".to_owned()),
-        ("run a program", "COPY (SELECT 1) TO PROGRAM 'true'".to_owned()),
-        ("read a server file", "SELECT pg_read_file('/etc/hostname')".to_owned()),
-        ("read the password hashes of roles", "SELECT rolpassword FROM pg_authid".to_owned()),
+        (
+            "create a function",
+            "CREATE FUNCTION intruder() RETURNS int LANGUAGE sql AS 'SELECT 1'".to_owned(),
+        ),
+        (
+            "run a program",
+            "COPY (SELECT 1) TO PROGRAM 'true'".to_owned(),
+        ),
+        (
+            "read a server file",
+            "SELECT pg_read_file('/etc/hostname')".to_owned(),
+        ),
+        (
+            "read the password hashes of roles",
+            "SELECT rolpassword FROM pg_authid".to_owned(),
+        ),
         ("create a role", "CREATE ROLE intruder".to_owned()),
         ("become the owner", format!("SET ROLE {OWNER_ROLE}")),
         ("create a database", "CREATE DATABASE intruder".to_owned()),
@@ -56,7 +79,11 @@ fn the_functions_role_can_select_insert_and_update_and_nothing_else() {
         assert!(error.is_some(), "the functions' role may {what}");
     }
     assert_eq!(
-        refused(&mut db, &format!("DELETE FROM users WHERE username = '{user}'")).as_deref(),
+        refused(
+            &mut db,
+            &format!("DELETE FROM users WHERE username = '{user}'")
+        )
+        .as_deref(),
         Some(INSUFFICIENT_PRIVILEGE)
     );
     assert_eq!(
@@ -69,7 +96,9 @@ fn the_functions_role_can_select_insert_and_update_and_nothing_else() {
     let outside = unique("outside_");
     functions
         .db()
-        .batch_execute(&format!("CREATE TABLE {outside} (secret text); INSERT INTO {outside} VALUES ('x')"))
+        .batch_execute(&format!(
+            "CREATE TABLE {outside} (secret text); INSERT INTO {outside} VALUES ('x')"
+        ))
         .unwrap();
     assert_eq!(
         refused(&mut db, &format!("SELECT * FROM {outside}")).as_deref(),
@@ -97,7 +126,11 @@ fn the_functions_role_can_select_insert_and_update_and_nothing_else() {
 fn tables_a_later_migration_creates_are_granted_with_no_extra_step() {
     let scratch = ScratchDatabase::create();
     let migrated = scratch.migrate();
-    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
     // A migration runs as the owner (make db-migrate sets the role).
     let later = unique("later_");
     scratch
@@ -118,7 +151,10 @@ fn tables_a_later_migration_creates_are_granted_with_no_extra_step() {
     );
     let owner: String = scratch
         .connect()
-        .query_one("SELECT tableowner::text FROM pg_tables WHERE tablename = 'users'", &[])
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'users'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(owner, OWNER_ROLE);
@@ -138,7 +174,11 @@ fn a_database_created_by_a_superuser_is_upgraded_in_place() {
     // make db-roles, then make db-migrate: the tables become the owner's, the
     // rows stay, and the functions work as their role.
     let migrated = scratch.migrate();
-    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
     let owners: Vec<(String, String)> = admin
         .query(
             "SELECT tablename::text, tableowner::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
@@ -172,8 +212,16 @@ fn a_superuser_is_refused_as_the_functions_role() {
     let scratch = ScratchDatabase::create();
     let secrets = std::env::temp_dir().join(unique("cofrap-roles-"));
     std::fs::create_dir_all(&secrets).unwrap();
-    std::fs::write(secrets.join("db-credentials-username"), &scratch.server.user).unwrap();
-    std::fs::write(secrets.join("db-credentials-password"), "a-password-long-enough").unwrap();
+    std::fs::write(
+        secrets.join("db-credentials-username"),
+        &scratch.server.user,
+    )
+    .unwrap();
+    std::fs::write(
+        secrets.join("db-credentials-password"),
+        "a-password-long-enough",
+    )
+    .unwrap();
     let output = std::process::Command::new("make")
         .args(["--no-print-directory", "-s", "db-roles"])
         .current_dir(repo_root())
@@ -184,6 +232,9 @@ fn a_superuser_is_refused_as_the_functions_role() {
     std::fs::remove_dir_all(&secrets).unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("is a superuser and cannot be the functions' role"), "{stderr}");
+    assert!(
+        stderr.contains("is a superuser and cannot be the functions' role"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("a-password-long-enough"), "{stderr}");
 }
