@@ -35,7 +35,8 @@ WATCHDOG ?=
 PODMAN_DIR := $(CURDIR)/target/podman
 export CONTAINERS_CONF ?= $(PODMAN_DIR)/containers.conf
 export CONTAINERS_STORAGE_CONF ?= $(PODMAN_DIR)/storage.conf
-OFFLINE_CONTEXTS = $(if $(WATCHDOG),--pull=never --build-context watchdog=target/images/watchdog \
+OFFLINE_CONTEXTS = $(if $(WATCHDOG),$(if $(filter podman,$(ENGINE)),--pull=never) \
+                   --build-context watchdog=target/images/watchdog \
                    --build-context build=target/images/$$function)
 PYTHON   := $(VENV)/bin/python
 # apt-get needs root: use sudo when we are not root.
@@ -176,6 +177,7 @@ images: ## Build the function images for this machine's platform (Docker, else p
 	        --build-arg FUNCTION=$$function -f dockerfiles/Dockerfile \
 	        -t $(REGISTRY)/$$function:$(TAG) . || exit 1; \
 	done
+	@if [ "$(ENGINE)" = podman ]; then podman image prune --force >/dev/null; fi
 
 push: ## Push the images: linux/amd64 and linux/arm64 with buildx, else the local ones (Docker or podman)
 	@if [ "$(ENGINE)" = podman ]; then \

@@ -34,14 +34,20 @@ pub fn watchdog_binary() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("../shared/tools/fwatchdog"))
 }
 
-/// podman, configured as `make images` configures it (files it writes in
-/// target/podman/).
+/// podman, configured as `make images` configures it: the files it writes
+/// in target/podman/, unless CONTAINERS_CONF and CONTAINERS_STORAGE_CONF
+/// name others (the Makefile exports them then).
 pub fn podman() -> Command {
     let dir = repo_root().join("target/podman");
     let mut command = Command::new("podman");
-    command
-        .env("CONTAINERS_CONF", dir.join("containers.conf"))
-        .env("CONTAINERS_STORAGE_CONF", dir.join("storage.conf"));
+    for (variable, file) in [
+        ("CONTAINERS_CONF", "containers.conf"),
+        ("CONTAINERS_STORAGE_CONF", "storage.conf"),
+    ] {
+        if std::env::var_os(variable).is_none() {
+            command.env(variable, dir.join(file));
+        }
+    }
     command
 }
 
@@ -130,6 +136,15 @@ pub fn stack_environment(function: &str) -> Vec<(String, String)> {
             (key.as_str().unwrap().to_owned(), value)
         })
         .collect()
+}
+
+/// Whether stack.yaml gives `function` any secret.
+pub fn stack_lists_secrets(function: &str) -> bool {
+    let text = std::fs::read_to_string(repo_root().join("stack.yaml")).unwrap();
+    let stack: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    stack["functions"][function]["secrets"]
+        .as_sequence()
+        .is_some_and(|secrets| !secrets.is_empty())
 }
 
 /// A Unix socket, in a folder of its own, that relays every connection to

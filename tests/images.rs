@@ -37,7 +37,8 @@ impl Deployment {
 }
 
 /// What a container of `function` gets: stack.yaml's environment, pointed at
-/// the relayed test database `dbname`, the secrets where OpenFaaS mounts them.
+/// the relayed test database `dbname` if it reads one, and the test's secrets
+/// where OpenFaaS mounts them if stack.yaml gives it any.
 fn options(
     function: &str,
     functions: &Functions,
@@ -47,6 +48,12 @@ fn options(
     let mut environment = containers::stack_environment(function);
     let reads_database = environment.iter().any(|(k, _)| k == "POSTGRES_HOST");
     let mut mounts = Vec::new();
+    if containers::stack_lists_secrets(function) {
+        mounts.push((
+            functions.secrets_dir().to_path_buf(),
+            "/var/openfaas/secrets".to_owned(),
+        ));
+    }
     if reads_database {
         for (key, value) in [
             ("POSTGRES_HOST", SOCKET_DIR.to_owned()),
@@ -58,10 +65,6 @@ fn options(
             environment.push((key.to_owned(), value));
         }
         mounts.push((relay.dir.clone(), SOCKET_DIR.to_owned()));
-        mounts.push((
-            functions.secrets_dir().to_path_buf(),
-            "/var/openfaas/secrets".to_owned(),
-        ));
     }
     RunOptions {
         environment,
