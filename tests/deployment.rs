@@ -798,3 +798,92 @@ fn every_workload_is_hardened() {
         );
     }
 }
+
+/// The schema Job's script, run here against the test server as the cluster
+/// would run it: its folders mapped to local ones, the administrator's
+/// password only in the secret file.
+#[test]
+fn the_schema_jobs_script_applies_the_roles_then_the_migrations_as_the_owner() {
+    let job: Yaml = serde_yaml_ng::from_str(&read("k8s/db-migrate-job.yaml")).unwrap();
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    let command = container["command"].as_sequence().unwrap();
+    assert_eq!(command[0], "sh");
+    let owner_role = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "OWNER_ROLE")
+        .and_then(|v| v["value"].as_str())
+        .expect("no OWNER_ROLE");
+    assert_eq!(owner_role, OWNER_ROLE);
+
+    // A new database, as `make db` finds it: no roles applied, no schema.
+    let server = Server::from_env();
+    let name = unique("cofrap_job");
+    server
+        .connect()
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let scratch = ScratchDatabase {
+        server: server.clone(),
+        name,
+    };
+    let secrets = std::env::temp_dir().join(unique("cofrap-job-secrets-"));
+    std::fs::create_dir_all(&secrets).unwrap();
+    let role = FunctionRole::from_test_secrets();
+    for (file, value) in [
+        ("db-admin-username", server.user.as_str()),
+        ("db-admin-password", server.password.as_str()),
+        ("db-credentials-username", role.user.as_str()),
+        ("db-credentials-password", role.password.as_str()),
+    ] {
+        std::fs::write(secrets.join(file), value).unwrap();
+    }
+    let pgpass = std::env::temp_dir().join(unique("cofrap-job-pgpass-"));
+    let script = command[2]
+        .as_str()
+        .unwrap()
+        .replace("/tmp/pgpass", &pgpass.display().to_string())
+        .replace("/secrets/", &format!("{}/", secrets.display()))
+        .replace("=/secrets", &format!("={}", secrets.display()))
+        .replace(
+            "/migrations/",
+            &format!("{}/", repo_root().join("migrations").display()),
+        );
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env_remove("PGPASSWORD")
+        .env_remove("PGUSER")
+        .env_remove("DATABASE_URL")
+        .env("PGHOST", &server.host)
+        .env("PGPORT", server.port.to_string())
+        .env("PGDATABASE", &scratch.name)
+        .env("PGOPTIONS", "--client-min-messages=warning")
+        .env("OWNER_ROLE", owner_role)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&pgpass);
+    std::fs::remove_dir_all(&secrets).unwrap();
+    let log = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("applying roles.psql"), "{log}");
+    assert!(!log.contains(&server.password) && !log.contains(&role.password));
+
+    let owner: String = scratch
+        .connect()
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'users'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, OWNER_ROLE);
+    let functions = Functions::on(scratch.server.clone(), &scratch.name);
+    let (password, secret) = functions.enrolled_account("job");
+    assert_eq!(
+        functions.authenticate("job", &password, &secret, current_step())["authenticated"],
+        true
+    );
+}
