@@ -238,3 +238,125 @@ fn a_superuser_is_refused_as_the_functions_role() {
     );
     assert!(!stderr.contains("a-password-long-enough"), "{stderr}");
 }
+
+/// `make run`'s script (dev/run) in a folder of its own, stopped (SIGINT to
+/// its process group, as Ctrl-C does) when dropped.
+struct MakeRun {
+    process: std::process::Child,
+    local: std::path::PathBuf,
+}
+
+impl Drop for MakeRun {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", "--"])
+            .arg(format!("-{}", self.process.id()))
+            .status();
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(30) {
+            if let Ok(Some(_)) = self.process.try_wait() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        // Whatever happened above, no database is left running.
+        if self.local.join("pgdata/postmaster.pid").exists() {
+            let _ = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(
+                    "pg_ctl=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl; \
+                     if [ \"$(id -u)\" = 0 ]; then runuser -u postgres -- \"$pg_ctl\" \"$@\"; \
+                     else \"$pg_ctl\" \"$@\"; fi",
+                )
+                .args(["sh", "stop", "--mode=immediate", "--pgdata"])
+                .arg(self.local.join("pgdata"))
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.local);
+    }
+}
+
+#[test]
+fn make_run_creates_the_roles_and_serves_the_functions_as_theirs() {
+    use cofrap_tests::containers::{free_port, request};
+    use std::os::unix::process::CommandExt;
+    let local = std::env::temp_dir().join(unique("cofrap-make-run-"));
+    std::fs::create_dir_all(&local).unwrap();
+    let (port, pg_port) = (free_port(), free_port());
+    let exe = std::env::current_exe().unwrap();
+    let mut command = std::process::Command::new(repo_root().join("dev/run"));
+    command
+        .env("LOCAL_DIR", &local)
+        .env("PORT", port.to_string())
+        .env("PG_PORT", pg_port.to_string())
+        .env(
+            "DEV_SERVER",
+            exe.parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("cofrap-dev-server"),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0);
+    for variable in [
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGPASSWORD",
+        "PGDATABASE",
+        "DATABASE_URL",
+    ] {
+        command.env_remove(variable);
+    }
+    let run = MakeRun {
+        process: command.spawn().unwrap(),
+        local: local.clone(),
+    };
+    let base = format!("http://127.0.0.1:{port}/function");
+    let started = std::time::Instant::now();
+    while ureq::get(&format!("{base}/frontend")).call().is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(90),
+            "make run did not serve the page"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    let user = unique("makerun");
+    let created = request(
+        &format!("{base}/generate-password"),
+        Some(
+            serde_json::json!({ "username": user })
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(created.status, 200, "{created:?}");
+    assert!(created.body.contains("qr_code_base64"), "{created:?}");
+
+    // The functions' secrets hold their own role; the superuser's are apart.
+    let read = |path: &str| std::fs::read_to_string(local.join(path)).unwrap();
+    assert_eq!(read("secrets/db-credentials-username"), "cofrap_functions");
+    assert!(!local.join("secrets/db-admin-password").exists());
+    let admin = Server {
+        host: "127.0.0.1".into(),
+        port: pg_port,
+        user: read("admin/db-admin-username"),
+        password: read("admin/db-admin-password").trim().to_owned(),
+        dbname: "cofrap_db".into(),
+    };
+    let mut db = admin.connect();
+    let row = db
+        .query_one(
+            "SELECT tableowner::text, (SELECT count(*) FROM users WHERE username = $1)
+               FROM pg_tables WHERE tablename = 'users'",
+            &[&user],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), OWNER_ROLE);
+    assert_eq!(row.get::<_, i64>(1), 1);
+    drop(db);
+    drop(run);
+}
