@@ -266,7 +266,7 @@ fn the_dockerfile_builds_a_static_scratch_image_running_what_fprocess_names() {
     assert_eq!(watchdog, "ghcr.io/openfaas/classic-watchdog:0.3.9");
     let rust = arg("RUST_IMAGE");
     let rust_version = rust
-        .strip_prefix("rust:")
+        .strip_prefix("docker.io/library/rust:")
         .and_then(|t| t.split('-').next())
         .unwrap();
     assert_eq!(
