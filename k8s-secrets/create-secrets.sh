@@ -19,6 +19,11 @@
 #   k8s-secrets/create-secrets.sh           create them in the cluster
 #   k8s-secrets/create-secrets.sh --seal    write SealedSecrets to k8s-secrets/sealed/
 #                                            (kubeseal; safe to commit, for GitOps)
+#   k8s-secrets/create-secrets.sh --upgrade an installation from before the database
+#                                            roles, whose db-credentials-* hold the
+#                                            bootstrap superuser: they become db-admin-*,
+#                                            then new db-credentials-* are created for
+#                                            the functions' role (then run `make db`)
 set -euo pipefail
 
 NAMESPACE=${NAMESPACE:-openfaas-fn}
@@ -27,10 +32,12 @@ DB_ADMIN=${DB_ADMIN:-postgres}
 SEALED_DIR=${SEALED_DIR:-$(dirname "$0")/sealed}
 
 mode=create
+upgrade=false
 case "${1:-}" in
     "") ;;
     --seal) mode=seal ;;
-    *) echo "usage: $0 [--seal]" >&2; exit 2 ;;
+    --upgrade) upgrade=true ;;
+    *) echo "usage: $0 [--seal | --upgrade]" >&2; exit 2 ;;
 esac
 
 work=$(umask 077 && mktemp -d)
@@ -55,6 +62,31 @@ secret() {
         echo "secret $name created in $NAMESPACE"
     fi
 }
+
+exists() { kubectl get secret "$1" --namespace "$NAMESPACE" >/dev/null 2>&1; }
+
+# Before the roles, the functions logged in as the bootstrap superuser: its
+# credentials move, unchanged and unseen, from db-credentials-* to db-admin-*.
+if [ "$upgrade" = true ]; then
+    if exists db-admin-username; then
+        echo "db-admin-username exists in $NAMESPACE: nothing to upgrade"
+    elif exists db-credentials-username; then
+        for part in username password; do
+            kubectl get secret "db-credentials-$part" --namespace "$NAMESPACE" \
+                -o "jsonpath={.data.db-credentials-$part}" | base64 -d > "$work/db-admin-$part"
+        done
+        if [ "$(cat "$work/db-admin-username")" = "$DB_USER" ]; then
+            echo "db-credentials-username already names $DB_USER: create db-admin-* by hand" >&2
+            exit 1
+        fi
+        for part in username password; do
+            kubectl create secret generic "db-admin-$part" --namespace "$NAMESPACE" \
+                --from-file="db-admin-$part=$work/db-admin-$part" >/dev/null
+            kubectl delete secret "db-credentials-$part" --namespace "$NAMESPACE" >/dev/null
+        done
+        echo "the database's superuser moved from db-credentials-* to db-admin-* in $NAMESPACE"
+    fi
+fi
 
 secret db-credentials-username "$DB_USER"
 secret db-credentials-password "$(random_base64url 24)"

@@ -340,17 +340,25 @@ fn the_dockerfile_builds_a_static_scratch_image_running_what_fprocess_names() {
 fn fake_cluster() -> PathBuf {
     let dir = std::env::temp_dir().join(unique("fake-kubectl-"));
     std::fs::create_dir_all(&dir).unwrap();
+    // A secret that exists in the stand-in cluster is a file existing-<name>
+    // holding its value.
     let kubectl = r#"#!/bin/sh
 echo "$*" >> "$FAKE/calls"
 case "$1 $2" in
-  "get secret") [ -e "$FAKE/existing-$3" ];;
+  "get secret")
+    [ -e "$FAKE/existing-$3" ] || exit 1
+    case "$*" in *jsonpath=*) base64 < "$FAKE/existing-$3";; esac;;
+  "delete secret") rm "$FAKE/existing-$3";;
   "create secret")
     for arg; do
       case "$arg" in
         --from-file=*) spec=${arg#--from-file=}; cp "${spec#*=}" "$FAKE/key-${spec%%=*}";;
       esac
     done
-    case "$*" in *--dry-run=client*) echo "kind: Secret";; esac;;
+    case "$*" in
+      *--dry-run=client*) echo "kind: Secret";;
+      *) cp "$FAKE/key-$4" "$FAKE/existing-$4";;
+    esac;;
 esac
 "#;
     std::fs::write(dir.join("kubectl"), kubectl).unwrap();
@@ -461,6 +469,40 @@ fn the_secrets_script_creates_each_secret_keyed_by_its_name_with_strong_values()
             .all(|l| l.contains("--dry-run=client -o yaml")),
         "{calls}"
     );
+    std::fs::remove_dir_all(&fake).unwrap();
+}
+
+#[test]
+fn the_secrets_script_upgrades_an_installation_from_before_the_roles() {
+    // Before the roles: the functions' secrets held the bootstrap superuser.
+    let fake = fake_cluster();
+    let existing = |name: &str| fake.join(format!("existing-{name}"));
+    std::fs::write(existing("db-credentials-username"), "cofrap").unwrap();
+    std::fs::write(existing("db-credentials-password"), "old-superuser-secret").unwrap();
+    std::fs::write(existing("encryption-key"), "the-kept-key").unwrap();
+    let printed = run_secrets_script(&fake, &["--upgrade"]);
+    let value = |name: &str| std::fs::read_to_string(existing(name)).unwrap();
+
+    assert_eq!(value("db-admin-username"), "cofrap");
+    assert_eq!(value("db-admin-password"), "old-superuser-secret");
+    assert_eq!(value("db-credentials-username"), "cofrap_functions");
+    let password = value("db-credentials-password");
+    assert_eq!(password.len(), 32);
+    assert_eq!(value("encryption-key"), "the-kept-key");
+    let calls = std::fs::read_to_string(fake.join("calls")).unwrap();
+    for secret_value in ["old-superuser-secret", password.as_str()] {
+        assert!(!calls.contains(secret_value) && !printed.contains(secret_value));
+    }
+    assert!(
+        printed.contains("moved from db-credentials-* to db-admin-*"),
+        "{printed}"
+    );
+
+    // Twice is harmless: nothing moves again, nothing is replaced.
+    let printed = run_secrets_script(&fake, &["--upgrade"]);
+    assert!(printed.contains("nothing to upgrade"), "{printed}");
+    assert_eq!(value("db-admin-password"), "old-superuser-secret");
+    assert_eq!(value("db-credentials-password"), password);
     std::fs::remove_dir_all(&fake).unwrap();
 }
 
