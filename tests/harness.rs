@@ -362,6 +362,11 @@ impl Functions {
         self.settings.retain(|(k, _)| k != name);
     }
 
+    /// The environment the functions get (settings and SECRETS_DIR).
+    pub fn settings(&self) -> &[(String, String)] {
+        &self.settings
+    }
+
     pub fn write_secret(&self, name: &str, value: &str) {
         std::fs::write(self.secrets_dir.join(name), value).unwrap();
     }

@@ -55,14 +55,21 @@ fn options(
         ));
     }
     if reads_database {
-        for (key, value) in [
-            ("POSTGRES_HOST", SOCKET_DIR.to_owned()),
-            ("POSTGRES_PORT", functions.server.port.to_string()),
-            ("POSTGRES_DB", dbname.to_owned()),
-            ("BCRYPT_COST", "10".to_owned()),
-        ] {
-            environment.retain(|(k, _)| k != key);
-            environment.push((key.to_owned(), value));
+        // The test's settings for the functions (BCRYPT_COST, and any other
+        // the harness sets), then where the database is from inside.
+        let overrides = functions
+            .settings()
+            .iter()
+            .filter(|(k, _)| k != "SECRETS_DIR")
+            .cloned()
+            .chain([
+                ("POSTGRES_HOST".to_owned(), SOCKET_DIR.to_owned()),
+                ("POSTGRES_DB".to_owned(), dbname.to_owned()),
+            ])
+            .collect::<Vec<_>>();
+        for (key, value) in overrides {
+            environment.retain(|(k, _)| *k != key);
+            environment.push((key, value));
         }
         mounts.push((relay.dir.clone(), SOCKET_DIR.to_owned()));
     }
@@ -83,15 +90,13 @@ impl DevServer {
         let exe = std::env::current_exe().unwrap();
         let bin_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
         let port = containers::free_port();
+        // The functions get the test's settings, as the containers do.
         let process = Command::new(bin_dir.join("cofrap-dev-server"))
             .current_dir(repo_root())
+            .envs(functions.settings().iter().map(|(k, v)| (k, v)))
             .env("PORT", port.to_string())
             .env("BIND", "127.0.0.1")
-            .env("SECRETS_DIR", functions.secrets_dir())
-            .env("POSTGRES_HOST", &functions.server.host)
-            .env("POSTGRES_PORT", functions.server.port.to_string())
             .env("POSTGRES_DB", dbname)
-            .env("BCRYPT_COST", "10")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
