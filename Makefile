@@ -1,7 +1,7 @@
 # COFRAP credential functions. `make help` lists the targets.
 #
 # Everything a target needs that a fresh Debian machine lacks (PostgreSQL,
-# Python's venv module) is installed by the target itself.
+# Python's venv module, podman) is installed by the target itself.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -15,8 +15,29 @@ REGISTRY ?= ghcr.io/cofrap
 TAG      ?= latest
 PLATFORMS ?= linux/amd64,linux/arm64
 NAMESPACE := openfaas-fn
-# The static build of the empty-root test (glibc, +crt-static; the images use musl).
-HOST     := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+# The fully static build of the functions: the images' binaries, built once on
+# this machine for the image and empty-root tests (the Dockerfile builds the
+# same in its `build` stage).
+MUSL     := x86_64-unknown-linux-musl
+# The owner of the tables: migrations run as this role (see migrations/roles.psql).
+OWNER_ROLE ?= cofrap_owner
+# The functions' role of the test database (make test, make bench): its name
+# and password, generated once, as the secret files the functions read.
+TEST_SECRETS := target/test-secrets
+# Images: Docker when a Docker engine answers, else podman (installed if missing).
+ENGINE   ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)
+# A classic watchdog binary to build the images with, offline, instead of the
+# pinned image (the image test uses ../shared/tools/fwatchdog). Empty: the
+# Dockerfile as it is, pulling its pinned images.
+WATCHDOG ?=
+# podman here: runc, cgroupfs, ulimits the sandbox allows, and image storage
+# under target/podman (files written by the podman-conf target).
+PODMAN_DIR := $(CURDIR)/target/podman
+export CONTAINERS_CONF ?= $(PODMAN_DIR)/containers.conf
+export CONTAINERS_STORAGE_CONF ?= $(PODMAN_DIR)/storage.conf
+OFFLINE_CONTEXTS = $(if $(WATCHDOG),$(if $(filter podman,$(ENGINE)),--pull=never) \
+                   --build-context watchdog=target/images/watchdog \
+                   --build-context build=target/images/$$function)
 PYTHON   := $(VENV)/bin/python
 # apt-get needs root: use sudo when we are not root.
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -24,7 +45,8 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=1
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
-        images push deploy secrets db up bench run pg-deps
+        images push deploy secrets db up bench run pg-deps db-roles container-deps podman-conf \
+        image-contexts
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,15 +54,16 @@ help: ## List the targets
 build: ## Build the function binaries (release, in target/release/)
 	$(CARGO) build --release --locked --workspace --bins
 
-static: ## Fully static release binaries of the functions in target/<host triple>/release/, for the empty-root test
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(HOST) \
+static: ## Fully static musl binaries of the functions in target/x86_64-unknown-linux-musl/release/ (images, empty-root test)
+	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL)
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(MUSL) \
 	    $(addprefix --package ,$(FUNCTIONS))
 
 run: pg-deps ## Run everything on this machine: PostgreSQL, the functions and the page (http://127.0.0.1:8080)
 	$(CARGO) build --release --locked --workspace --bins
 	dev/run
 
-test: test-deps static ## Run every test on a throwaway PostgreSQL (or on DATABASE_URL if set)
+test: test-deps container-deps static $(TEST_SECRETS)/db-credentials-password ## Run every test on a throwaway PostgreSQL (or on DATABASE_URL if set)
 	$(CARGO) build --locked --workspace --bins
 	@if [ -n "$$DATABASE_URL" ]; then \
 	    $(MAKE) --no-print-directory test-on-database; \
@@ -49,14 +72,24 @@ test: test-deps static ## Run every test on a throwaway PostgreSQL (or on DATABA
 	    pg_virtualenv -t sh -c '$(MAKE) --no-print-directory test-on-database'; \
 	fi
 
-# Runs inside the database environment that `test` set up.
-test-on-database:
+# Runs inside the database environment that `test` set up, connected as its
+# administrator: the roles, the schema as the owner role, then the tests, which
+# run the functions as the functions' role.
+test-on-database: $(TEST_SECRETS)/db-credentials-password
+	SECRETS_DIR=$(CURDIR)/$(TEST_SECRETS) $(MAKE) --no-print-directory db-roles
 	$(MAKE) --no-print-directory db-migrate
-	COFRAP_TEST_PYTHON=$(CURDIR)/$(PYTHON) $(CARGO) test --locked --workspace --no-fail-fast
+	COFRAP_TEST_SECRETS=$(CURDIR)/$(TEST_SECRETS) COFRAP_TEST_PYTHON=$(CURDIR)/$(PYTHON) \
+	    $(CARGO) test --locked --workspace --no-fail-fast
 
-bench: test-deps ## Measure each function as the watchdog runs it; writes BENCHMARKS.md (a few minutes)
+# The test database's functions' role, as secret files (kept between runs).
+$(TEST_SECRETS)/db-credentials-password:
+	@umask 077 && mkdir -p $(TEST_SECRETS)
+	@umask 077 && printf '%s\n' cofrap_functions > $(TEST_SECRETS)/db-credentials-username
+	@umask 077 && head -c 24 /dev/urandom | base64 | tr "+/" "-_" > $@
+
+bench: test-deps container-deps static $(TEST_SECRETS)/db-credentials-password ## Measure each function as the watchdog runs it; writes BENCHMARKS.md (a few minutes)
 	$(CARGO) build --release --locked --workspace --bins
-	@if [ -n "$$DATABASE_URL" ]; then \
+	@export COFRAP_TEST_SECRETS=$(CURDIR)/$(TEST_SECRETS); if [ -n "$$DATABASE_URL" ]; then \
 	    target/release/cofrap-bench; \
 	else \
 	    pg_virtualenv -t target/release/cofrap-bench; \
@@ -66,9 +99,14 @@ lint: ## rustfmt check and clippy, warnings as errors
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
-db-migrate: ## Apply migrations/*.sql to DATABASE_URL, or the database the PG* variables name
+db-roles: ## Create or update the owner role and the functions' role (SECRETS_DIR holds its name and password), as an administrator
+	@test -n "$$SECRETS_DIR" || { echo "db-roles: set SECRETS_DIR to the folder holding db-credentials-username and db-credentials-password" >&2; exit 2; }
+	@$(PSQL) $${DATABASE_URL:+"$$DATABASE_URL"} -v owner=$(OWNER_ROLE) -v secrets_dir="$$SECRETS_DIR" \
+	    -f migrations/roles.psql
+
+db-migrate: ## Apply migrations/*.sql as the owner role, connected as an administrator (DATABASE_URL, or the PG* variables)
 	@for migration in migrations/*.sql; do \
-	    $(PSQL) $${DATABASE_URL:+"$$DATABASE_URL"} -f "$$migration" || exit 1; \
+	    $(PSQL) $${DATABASE_URL:+"$$DATABASE_URL"} -c "SET ROLE $(OWNER_ROLE)" -f "$$migration" || exit 1; \
 	done
 
 # PostgreSQL: server, pg_virtualenv, psql.
@@ -87,6 +125,38 @@ browser-deps:
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
 	fi
 
+# podman, buildah and runc for the image test and `make images` without Docker.
+container-deps:
+	@if ! command -v podman >/dev/null || ! command -v buildah >/dev/null || ! command -v runc >/dev/null; then \
+	    echo "Installing podman, buildah and runc from Debian's packages"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq podman buildah runc; \
+	fi
+
+# podman's configuration for this build: the runc runtime and cgroupfs (crun
+# and systemd cgroups fail in sandboxes), ulimits a sandbox allows, and the
+# image storage in target/podman/.
+podman-conf:
+	@mkdir -p $(PODMAN_DIR)
+	@printf '%s\n' '[containers]' 'default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]' \
+	    '[engine]' 'runtime = "runc"' 'cgroup_manager = "cgroupfs"' 'events_logger = "file"' \
+	    > $(PODMAN_DIR)/containers.conf
+	@printf '%s\n' '[storage]' 'driver = "overlay"' 'graphroot = "$(PODMAN_DIR)/storage"' \
+	    'runroot = "$(PODMAN_DIR)/run"' > $(PODMAN_DIR)/storage.conf
+
+# Offline image builds (WATCHDOG set): the two stages that need registry
+# images are replaced by folders. target/images/watchdog holds /fwatchdog;
+# target/images/<function>/ holds out/usr/bin/<function> and out/tmp, as the
+# Dockerfile's build stage leaves them.
+image-contexts: static
+	@test -f "$(WATCHDOG)" || { echo "WATCHDOG=$(WATCHDOG): no such file" >&2; exit 2; }
+	@rm -rf target/images && mkdir -p target/images/watchdog
+	@install -m 0555 "$(WATCHDOG)" target/images/watchdog/fwatchdog
+	@for function in $(FUNCTIONS); do \
+	    install -D -m 0555 target/$(MUSL)/release/$$function target/images/$$function/out/usr/bin/$$function && \
+	    install -d -m 1777 target/images/$$function/out/tmp || exit 1; \
+	done
+
 # Everything the tests use: PostgreSQL, Chromium, the Python peers of the parity tests.
 test-deps: pg-deps browser-deps $(PYTHON)
 
@@ -98,14 +168,22 @@ $(PYTHON): tests/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
-images: ## Build the function images for this machine's platform
+images: ## Build the function images for this machine's platform (Docker, else podman; WATCHDOG=<file>: offline)
+	@if [ "$(ENGINE)" = podman ]; then $(MAKE) --no-print-directory container-deps podman-conf; fi
+	@if [ -n "$(WATCHDOG)" ]; then $(MAKE) --no-print-directory image-contexts; fi
 	@for function in $(FUNCTIONS); do \
-	    docker build --build-arg FUNCTION=$$function -f dockerfiles/Dockerfile \
+	    echo "Building $(REGISTRY)/$$function:$(TAG) with $(ENGINE)"; \
+	    $(ENGINE) build $(OFFLINE_CONTEXTS) \
+	        --build-arg FUNCTION=$$function -f dockerfiles/Dockerfile \
 	        -t $(REGISTRY)/$$function:$(TAG) . || exit 1; \
 	done
+	@if [ "$(ENGINE)" = podman ]; then podman image prune --force >/dev/null; fi
 
-push: ## Push the images: linux/amd64 and linux/arm64 with buildx, else the local ones
-	@if docker buildx version >/dev/null 2>&1; then \
+push: ## Push the images: linux/amd64 and linux/arm64 with buildx, else the local ones (Docker or podman)
+	@if [ "$(ENGINE)" = podman ]; then \
+	    $(MAKE) --no-print-directory images && \
+	    for function in $(FUNCTIONS); do podman push $(REGISTRY)/$$function:$(TAG) || exit 1; done; \
+	elif docker buildx version >/dev/null 2>&1; then \
 	    for function in $(FUNCTIONS); do \
 	        docker buildx build --platform $(PLATFORMS) --build-arg FUNCTION=$$function \
 	            -f dockerfiles/Dockerfile -t $(REGISTRY)/$$function:$(TAG) --push . || exit 1; \
@@ -121,7 +199,7 @@ deploy: ## Deploy the functions to OpenFaaS (faas-cli deploy -f stack.yaml)
 secrets: ## Create the secrets in openfaas-fn with generated values (existing ones are kept)
 	NAMESPACE=$(NAMESPACE) k8s-secrets/create-secrets.sh
 
-db: ## Deploy PostgreSQL in openfaas-fn and apply the schema (a Job running migrations/*.sql)
+db: ## Deploy PostgreSQL in openfaas-fn, then the roles and the schema (a Job running roles.psql and migrations/*.sql)
 	kubectl apply -f k8s/postgres.yaml
 	kubectl -n $(NAMESPACE) create configmap cofrap-migrations --from-file=migrations/ \
 	    --dry-run=client -o yaml | kubectl apply -f -

@@ -2,8 +2,11 @@
 # Creates the secrets the COFRAP functions and their database read, in the
 # functions' namespace, with generated values:
 #
-#   db-credentials-username   the database user (DB_USER, default cofrap)
-#   db-credentials-password   32 random URL-safe characters
+#   db-credentials-username   the functions' database role (DB_USER, default cofrap_functions)
+#   db-credentials-password   its password: 32 random URL-safe characters
+#   db-admin-username         the database's bootstrap superuser (DB_ADMIN, default postgres),
+#                             used only by the schema Job (k8s/db-migrate-job.yaml)
+#   db-admin-password         its password: 32 random URL-safe characters
 #   encryption-key            a Fernet key (32 random bytes, URL-safe base64)
 #
 # Each secret holds one key named like the secret itself, so OpenFaaS mounts
@@ -16,17 +19,25 @@
 #   k8s-secrets/create-secrets.sh           create them in the cluster
 #   k8s-secrets/create-secrets.sh --seal    write SealedSecrets to k8s-secrets/sealed/
 #                                            (kubeseal; safe to commit, for GitOps)
+#   k8s-secrets/create-secrets.sh --upgrade an installation from before the database
+#                                            roles, whose db-credentials-* hold the
+#                                            bootstrap superuser: they become db-admin-*,
+#                                            then new db-credentials-* are created for
+#                                            the functions' role (then run `make db`)
 set -euo pipefail
 
 NAMESPACE=${NAMESPACE:-openfaas-fn}
-DB_USER=${DB_USER:-cofrap}
+DB_USER=${DB_USER:-cofrap_functions}
+DB_ADMIN=${DB_ADMIN:-postgres}
 SEALED_DIR=${SEALED_DIR:-$(dirname "$0")/sealed}
 
 mode=create
+upgrade=false
 case "${1:-}" in
     "") ;;
     --seal) mode=seal ;;
-    *) echo "usage: $0 [--seal]" >&2; exit 2 ;;
+    --upgrade) upgrade=true ;;
+    *) echo "usage: $0 [--seal | --upgrade]" >&2; exit 2 ;;
 esac
 
 work=$(umask 077 && mktemp -d)
@@ -52,6 +63,33 @@ secret() {
     fi
 }
 
+exists() { kubectl get secret "$1" --namespace "$NAMESPACE" >/dev/null 2>&1; }
+
+# Before the roles, the functions logged in as the bootstrap superuser: its
+# credentials move, unchanged and unseen, from db-credentials-* to db-admin-*.
+if [ "$upgrade" = true ]; then
+    if exists db-admin-username; then
+        echo "db-admin-username exists in $NAMESPACE: nothing to upgrade"
+    elif exists db-credentials-username; then
+        for part in username password; do
+            kubectl get secret "db-credentials-$part" --namespace "$NAMESPACE" \
+                -o "jsonpath={.data.db-credentials-$part}" | base64 -d > "$work/db-admin-$part"
+        done
+        if [ "$(cat "$work/db-admin-username")" = "$DB_USER" ]; then
+            echo "db-credentials-username already names $DB_USER: create db-admin-* by hand" >&2
+            exit 1
+        fi
+        for part in username password; do
+            kubectl create secret generic "db-admin-$part" --namespace "$NAMESPACE" \
+                --from-file="db-admin-$part=$work/db-admin-$part" >/dev/null
+            kubectl delete secret "db-credentials-$part" --namespace "$NAMESPACE" >/dev/null
+        done
+        echo "the database's superuser moved from db-credentials-* to db-admin-* in $NAMESPACE"
+    fi
+fi
+
 secret db-credentials-username "$DB_USER"
 secret db-credentials-password "$(random_base64url 24)"
+secret db-admin-username "$DB_ADMIN"
+secret db-admin-password "$(random_base64url 24)"
 secret encryption-key "$(random_base64url 32)"

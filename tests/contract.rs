@@ -315,9 +315,13 @@ fn a_missing_or_outdated_schema_stops_the_functions_without_touching_it() {
         .get(0);
     assert_eq!(tables, 0);
 
+    // Created as the owner role, as a migration would: the functions' role
+    // reads it through the owner's default privileges.
     scratch
         .connect()
-        .batch_execute("CREATE TABLE cofrap_schema_migrations (version integer PRIMARY KEY)")
+        .batch_execute(&format!(
+            "SET ROLE {OWNER_ROLE}; CREATE TABLE cofrap_schema_migrations (version integer PRIMARY KEY)"
+        ))
         .unwrap();
     let output = functions.run("generate-password", request.as_bytes());
     let response = assert_server_fault(&output, "schema_outdated");

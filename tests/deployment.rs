@@ -1,8 +1,9 @@
-//! What can be checked of the deployment without a Docker engine or a
-//! cluster: the Kubernetes manifests against the Kubernetes schemas (offline),
-//! stack.yaml and the Dockerfile against the code and each other, the secrets
-//! script against a stand-in kubectl, and the static binaries on an empty root
-//! filesystem, the way a `scratch` image runs them.
+//! What can be checked of the deployment without a cluster: the Kubernetes
+//! manifests against the Kubernetes schemas (offline) and their hardening,
+//! workload by workload; stack.yaml and the Dockerfile against the code and
+//! each other; the secrets script against a stand-in kubectl; and the static
+//! binaries on an empty root filesystem, the way a `scratch` image runs them.
+//! (The images themselves are built and run in tests/images.rs.)
 
 use cofrap_tests::*;
 use common::config::{SECRETS, SETTINGS};
@@ -73,6 +74,7 @@ fn kubernetes_manifests_validate_against_the_schemas_offline() {
     for kind in [
         "statefulset/postgres",
         "service/postgres",
+        "networkpolicy/postgres",
         "job/cofrap-db-migrate",
     ] {
         assert!(
@@ -258,14 +260,13 @@ fn the_dockerfile_builds_a_static_scratch_image_running_what_fprocess_names() {
             .unwrap_or_else(|| panic!("no ARG {name}"))
     };
     // Pinned base images.
+    // The newest classic watchdog release (the README says which version
+    // the image test ran).
     let watchdog = arg("WATCHDOG_IMAGE");
-    assert!(
-        watchdog.starts_with("ghcr.io/openfaas/classic-watchdog:0."),
-        "{watchdog}"
-    );
+    assert_eq!(watchdog, "ghcr.io/openfaas/classic-watchdog:0.3.9");
     let rust = arg("RUST_IMAGE");
     let rust_version = rust
-        .strip_prefix("rust:")
+        .strip_prefix("docker.io/library/rust:")
         .and_then(|t| t.split('-').next())
         .unwrap();
     assert_eq!(
@@ -339,17 +340,25 @@ fn the_dockerfile_builds_a_static_scratch_image_running_what_fprocess_names() {
 fn fake_cluster() -> PathBuf {
     let dir = std::env::temp_dir().join(unique("fake-kubectl-"));
     std::fs::create_dir_all(&dir).unwrap();
+    // A secret that exists in the stand-in cluster is a file existing-<name>
+    // holding its value.
     let kubectl = r#"#!/bin/sh
 echo "$*" >> "$FAKE/calls"
 case "$1 $2" in
-  "get secret") [ -e "$FAKE/existing-$3" ];;
+  "get secret")
+    [ -e "$FAKE/existing-$3" ] || exit 1
+    case "$*" in *jsonpath=*) base64 < "$FAKE/existing-$3";; esac;;
+  "delete secret") rm "$FAKE/existing-$3";;
   "create secret")
     for arg; do
       case "$arg" in
         --from-file=*) spec=${arg#--from-file=}; cp "${spec#*=}" "$FAKE/key-${spec%%=*}";;
       esac
     done
-    case "$*" in *--dry-run=client*) echo "kind: Secret";; esac;;
+    case "$*" in
+      *--dry-run=client*) echo "kind: Secret";;
+      *) cp "$FAKE/key-$4" "$FAKE/existing-$4";;
+    esac;;
 esac
 "#;
     std::fs::write(dir.join("kubectl"), kubectl).unwrap();
@@ -387,6 +396,15 @@ fn run_secrets_script(fake: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// The secrets the script creates: the functions' (common::config) and the
+/// database administrator's, which only the schema Job and the database read.
+fn script_secrets() -> Vec<&'static str> {
+    SECRETS
+        .into_iter()
+        .chain(["db-admin-username", "db-admin-password"])
+        .collect()
+}
+
 #[test]
 fn the_secrets_script_creates_each_secret_keyed_by_its_name_with_strong_values() {
     let fake = fake_cluster();
@@ -394,18 +412,23 @@ fn the_secrets_script_creates_each_secret_keyed_by_its_name_with_strong_values()
     let calls = std::fs::read_to_string(fake.join("calls")).unwrap();
     let value = |name: &str| std::fs::read_to_string(fake.join(format!("key-{name}"))).unwrap();
 
-    assert_eq!(value("db-credentials-username"), "cofrap");
+    assert_eq!(value("db-credentials-username"), "cofrap_functions");
+    assert_eq!(value("db-admin-username"), "postgres");
     let password = value("db-credentials-password");
-    assert_eq!(password.len(), 32);
-    assert!(password
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    let admin_password = value("db-admin-password");
+    for password in [&password, &admin_password] {
+        assert_eq!(password.len(), 32);
+        assert!(password
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+    assert_ne!(password, admin_password);
     let key = value("encryption-key");
     assert!(
         common::encryption::Keyring::parse(&key).is_ok(),
         "not a Fernet key"
     );
-    for secret in SECRETS {
+    for secret in script_secrets() {
         assert!(
             calls.contains(&format!(
                 "create secret generic {secret} --namespace openfaas-fn --from-file={secret}="
@@ -414,23 +437,27 @@ fn the_secrets_script_creates_each_secret_keyed_by_its_name_with_strong_values()
         );
     }
     // Values never on a command line, never printed.
-    for secret_value in [&password, &key] {
+    for secret_value in [&password, &admin_password, &key] {
         assert!(!calls.contains(secret_value.as_str()) && !printed.contains(secret_value.as_str()));
     }
     // A second run keeps what exists: a new encryption key would orphan every stored 2FA secret.
-    for secret in SECRETS {
+    for secret in script_secrets() {
         std::fs::write(fake.join(format!("existing-{secret}")), "").unwrap();
     }
     std::fs::remove_file(fake.join("calls")).unwrap();
     let printed = run_secrets_script(&fake, &[]);
     let calls = std::fs::read_to_string(fake.join("calls")).unwrap();
     assert!(!calls.contains("create secret"), "{calls}");
-    assert_eq!(printed.matches(": kept").count(), 3, "{printed}");
+    assert_eq!(
+        printed.matches(": kept").count(),
+        script_secrets().len(),
+        "{printed}"
+    );
 
     // The GitOps way: sealed manifests, nothing created in the cluster.
     std::fs::remove_file(fake.join("calls")).unwrap();
     run_secrets_script(&fake, &["--seal"]);
-    for secret in SECRETS {
+    for secret in script_secrets() {
         let sealed =
             std::fs::read_to_string(fake.join("sealed").join(format!("{secret}.yaml"))).unwrap();
         assert_eq!(sealed.trim(), "kind: SealedSecret");
@@ -442,6 +469,40 @@ fn the_secrets_script_creates_each_secret_keyed_by_its_name_with_strong_values()
             .all(|l| l.contains("--dry-run=client -o yaml")),
         "{calls}"
     );
+    std::fs::remove_dir_all(&fake).unwrap();
+}
+
+#[test]
+fn the_secrets_script_upgrades_an_installation_from_before_the_roles() {
+    // Before the roles: the functions' secrets held the bootstrap superuser.
+    let fake = fake_cluster();
+    let existing = |name: &str| fake.join(format!("existing-{name}"));
+    std::fs::write(existing("db-credentials-username"), "cofrap").unwrap();
+    std::fs::write(existing("db-credentials-password"), "old-superuser-secret").unwrap();
+    std::fs::write(existing("encryption-key"), "the-kept-key").unwrap();
+    let printed = run_secrets_script(&fake, &["--upgrade"]);
+    let value = |name: &str| std::fs::read_to_string(existing(name)).unwrap();
+
+    assert_eq!(value("db-admin-username"), "cofrap");
+    assert_eq!(value("db-admin-password"), "old-superuser-secret");
+    assert_eq!(value("db-credentials-username"), "cofrap_functions");
+    let password = value("db-credentials-password");
+    assert_eq!(password.len(), 32);
+    assert_eq!(value("encryption-key"), "the-kept-key");
+    let calls = std::fs::read_to_string(fake.join("calls")).unwrap();
+    for secret_value in ["old-superuser-secret", password.as_str()] {
+        assert!(!calls.contains(secret_value) && !printed.contains(secret_value));
+    }
+    assert!(
+        printed.contains("moved from db-credentials-* to db-admin-*"),
+        "{printed}"
+    );
+
+    // Twice is harmless: nothing moves again, nothing is replaced.
+    let printed = run_secrets_script(&fake, &["--upgrade"]);
+    assert!(printed.contains("nothing to upgrade"), "{printed}");
+    assert_eq!(value("db-admin-password"), "old-superuser-secret");
+    assert_eq!(value("db-credentials-password"), password);
     std::fs::remove_dir_all(&fake).unwrap();
 }
 
@@ -459,14 +520,10 @@ fn is_static_elf(bytes: &[u8]) -> bool {
     })
 }
 
+/// The fully static musl build of `make static`: the images' binaries.
 fn static_binary(function: &str) -> PathBuf {
-    let host =
-        String::from_utf8(Command::new("rustc").arg("-vV").output().unwrap().stdout).unwrap();
-    let host = host.lines().find_map(|l| l.strip_prefix("host: ")).unwrap();
     let path = repo_root()
-        .join("target")
-        .join(host)
-        .join("release")
+        .join("target/x86_64-unknown-linux-musl/release")
         .join(function);
     assert!(
         path.exists(),
@@ -621,4 +678,254 @@ fn static_binaries_answer_from_an_empty_root_as_an_unprivileged_user() {
     );
     assert_eq!(signed_in, json!({"authenticated": true, "username": user}));
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Every document of every manifest in k8s/.
+fn manifests() -> Vec<(String, Yaml)> {
+    let mut documents = Vec::new();
+    for entry in std::fs::read_dir(repo_root().join("k8s")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for document in text.split("\n---\n") {
+            let value: Yaml = serde_yaml_ng::from_str(document)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let name = format!(
+                "{}/{}",
+                value["kind"].as_str().unwrap(),
+                value["metadata"]["name"].as_str().unwrap()
+            );
+            documents.push((name, value));
+        }
+    }
+    documents
+}
+
+/// The pod template of a workload, if the document is one.
+fn pod_template(manifest: &Yaml) -> Option<&Yaml> {
+    match manifest["kind"].as_str().unwrap() {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "ReplicaSet" => {
+            Some(&manifest["spec"]["template"])
+        }
+        "CronJob" => Some(&manifest["spec"]["jobTemplate"]["spec"]["template"]),
+        "Pod" => Some(manifest),
+        _ => None,
+    }
+}
+
+/// Whether `labels` satisfies a NetworkPolicy's `matchLabels`.
+fn selected_by(selector: &Yaml, labels: &Yaml) -> bool {
+    selector["matchLabels"]
+        .as_mapping()
+        .is_some_and(|wanted| wanted.iter().all(|(k, v)| &labels[k] == v))
+}
+
+#[test]
+fn every_workload_is_hardened() {
+    let manifests = manifests();
+    let workloads: Vec<(&String, &Yaml)> = manifests
+        .iter()
+        .filter_map(|(name, manifest)| pod_template(manifest).map(|pod| (name, pod)))
+        .collect();
+    assert!(workloads.len() >= 2, "{workloads:?}");
+    for (name, pod) in &workloads {
+        let spec = &pod["spec"];
+        assert_eq!(
+            spec["automountServiceAccountToken"], false,
+            "{name}: a service-account token is mounted, and none is used"
+        );
+        let pod_security = &spec["securityContext"];
+        let containers: Vec<&Yaml> = ["initContainers", "containers"]
+            .iter()
+            .flat_map(|list| spec[*list].as_sequence().into_iter().flatten())
+            .collect();
+        assert!(!containers.is_empty(), "{name}");
+        for container in containers {
+            let which = format!("{name} {}", container["name"].as_str().unwrap());
+            let security = &container["securityContext"];
+            // Either level may say it; the container's wins.
+            let either = |key: &str| {
+                if security[key].is_null() {
+                    &pod_security[key]
+                } else {
+                    &security[key]
+                }
+            };
+            assert_eq!(*either("runAsNonRoot"), true, "{which}: runAsNonRoot");
+            assert_eq!(
+                either("seccompProfile")["type"],
+                "RuntimeDefault",
+                "{which}: seccomp"
+            );
+            assert_eq!(
+                security["allowPrivilegeEscalation"], false,
+                "{which}: allowPrivilegeEscalation"
+            );
+            assert_eq!(
+                security["readOnlyRootFilesystem"], true,
+                "{which}: readOnlyRootFilesystem"
+            );
+            let dropped: Vec<&str> = security["capabilities"]["drop"]
+                .as_sequence()
+                .map(|list| list.iter().filter_map(|c| c.as_str()).collect())
+                .unwrap_or_default();
+            assert_eq!(dropped, ["ALL"], "{which}: capabilities");
+            assert!(
+                security["capabilities"]["add"].is_null(),
+                "{which}: adds capabilities"
+            );
+            // Secrets reach containers as files, never as environment variables.
+            for variable in container["env"].as_sequence().into_iter().flatten() {
+                let key = variable["name"].as_str().unwrap();
+                assert!(
+                    variable["valueFrom"]["secretKeyRef"].is_null(),
+                    "{which}: {key} comes from a secret"
+                );
+                assert!(
+                    !key.contains("PASSWORD") || key.ends_with("_FILE"),
+                    "{which}: a password in the environment ({key})"
+                );
+            }
+        }
+    }
+
+    // Only the schema Job and the functions that read the database reach
+    // PostgreSQL: its pods are selected by a NetworkPolicy whose only rule
+    // admits pods with the client label.
+    let postgres_labels = &manifests
+        .iter()
+        .find(|(name, _)| name == "StatefulSet/postgres")
+        .map(|(_, m)| &m["spec"]["template"]["metadata"]["labels"])
+        .expect("no StatefulSet/postgres");
+    let policy = manifests
+        .iter()
+        .map(|(_, m)| m)
+        .find(|m| {
+            m["kind"] == "NetworkPolicy" && selected_by(&m["spec"]["podSelector"], postgres_labels)
+        })
+        .expect("no NetworkPolicy selects the database's pods");
+    assert_eq!(policy["spec"]["policyTypes"][0], "Ingress");
+    let rules = policy["spec"]["ingress"].as_sequence().unwrap();
+    assert_eq!(rules.len(), 1, "one rule: the database's clients");
+    let sources = rules[0]["from"].as_sequence().unwrap();
+    assert_eq!(sources.len(), 1);
+    let clients = &sources[0]["podSelector"];
+    assert!(
+        sources[0]["namespaceSelector"].is_null() && sources[0]["ipBlock"].is_null(),
+        "clients from this namespace only"
+    );
+    assert_eq!(rules[0]["ports"][0]["port"], 5432);
+    for (name, pod) in &workloads {
+        let labels = &pod["metadata"]["labels"];
+        let admitted = selected_by(clients, labels);
+        assert_eq!(
+            admitted,
+            name.starts_with("Job/"),
+            "{name}: only the schema Job among the manifests reaches the database"
+        );
+    }
+    // Functions: those with the database's secrets carry the client label
+    // (faas-netes puts stack.yaml's labels on the pods), the others do not.
+    let stack = stack();
+    for (name, function) in stack["functions"].as_mapping().unwrap() {
+        let reads_database = function["secrets"]
+            .as_sequence()
+            .is_some_and(|s| s.iter().any(|s| s == "db-credentials-password"));
+        assert_eq!(
+            selected_by(clients, &function["labels"]),
+            reads_database,
+            "{name:?}: the database's NetworkPolicy label"
+        );
+    }
+}
+
+/// The schema Job's script, run here against the test server as the cluster
+/// would run it: its folders mapped to local ones, the administrator's
+/// password only in the secret file.
+#[test]
+fn the_schema_jobs_script_applies_the_roles_then_the_migrations_as_the_owner() {
+    let job: Yaml = serde_yaml_ng::from_str(&read("k8s/db-migrate-job.yaml")).unwrap();
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    let command = container["command"].as_sequence().unwrap();
+    assert_eq!(command[0], "sh");
+    let owner_role = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "OWNER_ROLE")
+        .and_then(|v| v["value"].as_str())
+        .expect("no OWNER_ROLE");
+    assert_eq!(owner_role, OWNER_ROLE);
+
+    // A new database, as `make db` finds it: no roles applied, no schema.
+    let server = Server::from_env();
+    let name = unique("cofrap_job");
+    server
+        .connect()
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let scratch = ScratchDatabase {
+        server: server.clone(),
+        name,
+    };
+    let secrets = std::env::temp_dir().join(unique("cofrap-job-secrets-"));
+    std::fs::create_dir_all(&secrets).unwrap();
+    let role = FunctionRole::from_test_secrets();
+    for (file, value) in [
+        ("db-admin-username", server.user.as_str()),
+        ("db-admin-password", server.password.as_str()),
+        ("db-credentials-username", role.user.as_str()),
+        ("db-credentials-password", role.password.as_str()),
+    ] {
+        std::fs::write(secrets.join(file), value).unwrap();
+    }
+    let pgpass = std::env::temp_dir().join(unique("cofrap-job-pgpass-"));
+    let script = command[2]
+        .as_str()
+        .unwrap()
+        .replace("/tmp/pgpass", &pgpass.display().to_string())
+        .replace("/secrets/", &format!("{}/", secrets.display()))
+        .replace("=/secrets", &format!("={}", secrets.display()))
+        .replace(
+            "/migrations/",
+            &format!("{}/", repo_root().join("migrations").display()),
+        );
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env_remove("PGPASSWORD")
+        .env_remove("PGUSER")
+        .env_remove("DATABASE_URL")
+        .env("PGHOST", &server.host)
+        .env("PGPORT", server.port.to_string())
+        .env("PGDATABASE", &scratch.name)
+        .env("PGOPTIONS", "--client-min-messages=warning")
+        .env("OWNER_ROLE", owner_role)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&pgpass);
+    std::fs::remove_dir_all(&secrets).unwrap();
+    let log = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("applying roles.psql"), "{log}");
+    assert!(!log.contains(&server.password) && !log.contains(&role.password));
+
+    let owner: String = scratch
+        .connect()
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'users'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, OWNER_ROLE);
+    let functions = Functions::on(scratch.server.clone(), &scratch.name);
+    let (password, secret) = functions.enrolled_account("job");
+    assert_eq!(
+        functions.authenticate("job", &password, &secret, current_step())["authenticated"],
+        true
+    );
 }

@@ -5,9 +5,15 @@
 //!
 //! The database comes from `DATABASE_URL`, or else from the standard `PG*`
 //! variables (which `pg_virtualenv` sets when `make test` starts a throwaway
-//! cluster). Its schema must already be applied (`make test` does it). Tests
-//! share that database and keep out of each other's way with unique
-//! usernames; the few that need a database of their own create and drop it.
+//! cluster): an administrator's connection. Its roles and schema must already
+//! be applied (`make test` does it, as operators do: `make db-roles`, then
+//! `make db-migrate`). Tests share that database and keep out of each other's
+//! way with unique usernames; the few that need a database of their own
+//! create and drop it.
+//!
+//! The functions always log in as the functions' role (`FunctionRole`: only
+//! SELECT, INSERT and UPDATE on the tables), never as the administrator, so
+//! that every test also proves that those grants suffice.
 
 use base64::Engine as _;
 use postgres::{Client, NoTls};
@@ -16,6 +22,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+pub mod containers;
 
 /// The root of the repository.
 pub fn repo_root() -> PathBuf {
@@ -138,7 +147,64 @@ impl Server {
     }
 }
 
-/// A database of a test's own, dropped at the end.
+/// The folder of the functions' role's secret files (`db-credentials-username`
+/// and `db-credentials-password`) that `make test` generates and gives to
+/// `make db-roles`: `COFRAP_TEST_SECRETS`, or `target/test-secrets`.
+pub fn test_secrets_dir() -> PathBuf {
+    std::env::var_os("COFRAP_TEST_SECRETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/test-secrets"))
+}
+
+/// The role the functions log in as.
+#[derive(Clone, Debug)]
+pub struct FunctionRole {
+    pub user: String,
+    pub password: String,
+}
+
+impl FunctionRole {
+    /// The functions' role `make db-roles` created from the test secrets.
+    pub fn from_test_secrets() -> FunctionRole {
+        let dir = test_secrets_dir();
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{}: {e}: run the tests with make test, which creates the functions' role",
+                        dir.join(name).display()
+                    )
+                })
+                .trim()
+                .to_owned()
+        };
+        FunctionRole {
+            user: read("db-credentials-username"),
+            password: read("db-credentials-password"),
+        }
+    }
+}
+
+/// The owner of the tables (the Makefile's OWNER_ROLE).
+pub const OWNER_ROLE: &str = "cofrap_owner";
+
+/// Runs `make db-roles` on database `dbname`: the owner and the functions'
+/// role, their privileges there. Roles belong to the whole server, so two
+/// tests of one process never run it at once (concurrent ALTER ROLE fail).
+pub fn apply_roles(server: &Server, dbname: &str) -> std::process::Output {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    Command::new("make")
+        .args(["--no-print-directory", "-s", "db-roles"])
+        .current_dir(repo_root())
+        .env("DATABASE_URL", server.url(dbname))
+        .env("SECRETS_DIR", test_secrets_dir())
+        .output()
+        .unwrap()
+}
+
+/// A database of a test's own, dropped at the end. Its roles are set up as
+/// `make db-roles` sets them up; its schema is not applied until `migrate`.
 pub struct ScratchDatabase {
     pub server: Server,
     pub name: String,
@@ -152,15 +218,29 @@ impl ScratchDatabase {
             .connect()
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .unwrap();
+        let roles = apply_roles(&server, &name);
+        assert!(
+            roles.status.success(),
+            "make db-roles: {}",
+            String::from_utf8_lossy(&roles.stderr)
+        );
         ScratchDatabase { server, name }
     }
 
+    /// A connection as the administrator.
     pub fn connect(&self) -> Client {
         self.server.connect_to(&self.name)
     }
 
-    /// Applies the schema the way operators do: `make db-migrate`.
+    /// Applies the roles and the schema the way operators do: `make db-roles`
+    /// (which also gives tables created by others to the owner: the upgrade
+    /// of a Python database), then `make db-migrate`. The output of the
+    /// first that fails, or of the migration.
     pub fn migrate(&self) -> std::process::Output {
+        let roles = apply_roles(&self.server, &self.name);
+        if !roles.status.success() {
+            return roles;
+        }
         Command::new("make")
             .args(["--no-print-directory", "-s", "db-migrate"])
             .current_dir(repo_root())
@@ -225,6 +305,8 @@ pub struct Functions {
     pub server: Server,
     pub dbname: String,
     pub key: String,
+    /// Who the functions log in as.
+    pub role: FunctionRole,
     secrets_dir: PathBuf,
     settings: Vec<(String, String)>,
 }
@@ -249,6 +331,7 @@ impl Functions {
         let secrets_dir = std::env::temp_dir().join(unique("cofrap-secrets-"));
         std::fs::create_dir_all(&secrets_dir).unwrap();
         let key = fernet_key();
+        let role = FunctionRole::from_test_secrets();
         let functions = Functions {
             settings: vec![
                 ("SECRETS_DIR".into(), secrets_dir.display().to_string()),
@@ -262,9 +345,10 @@ impl Functions {
             key: key.clone(),
             secrets_dir,
             server: server.clone(),
+            role: role.clone(),
         };
-        functions.write_secret("db-credentials-username", &format!("{}\n", server.user));
-        functions.write_secret("db-credentials-password", &format!("{}\n", server.password));
+        functions.write_secret("db-credentials-username", &format!("{}\n", role.user));
+        functions.write_secret("db-credentials-password", &format!("{}\n", role.password));
         functions.write_secret("encryption-key", &format!("{key}\n"));
         functions
     }
@@ -276,6 +360,11 @@ impl Functions {
 
     pub fn unset(&mut self, name: &str) {
         self.settings.retain(|(k, _)| k != name);
+    }
+
+    /// The environment the functions get (settings and SECRETS_DIR).
+    pub fn settings(&self) -> &[(String, String)] {
+        &self.settings
     }
 
     pub fn write_secret(&self, name: &str, value: &str) {
@@ -294,8 +383,19 @@ impl Functions {
         std::fs::remove_file(self.secrets_dir.join(name)).unwrap();
     }
 
+    /// A connection as the administrator.
     pub fn db(&self) -> Client {
         self.server.connect_to(&self.dbname)
+    }
+
+    /// A connection as the functions' role, with its privileges only.
+    pub fn db_as_functions(&self) -> Client {
+        Server {
+            user: self.role.user.clone(),
+            password: self.role.password.clone(),
+            ..self.server.clone()
+        }
+        .connect_to(&self.dbname)
     }
 
     /// Runs `function` as the watchdog does: a fresh process, `body` on

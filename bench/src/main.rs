@@ -17,7 +17,7 @@
 //! timing assertions; the targets are judged here, by a person, on a machine
 //! whose name the report carries.
 
-use cofrap_tests::{code_at, current_step, fernet_key, unique, ScratchDatabase};
+use cofrap_tests::{code_at, current_step, fernet_key, unique, FunctionRole, ScratchDatabase};
 use common::encryption::Keyring;
 use common::totp::TotpSecret;
 use serde_json::{json, Value};
@@ -628,6 +628,17 @@ fn report(
 }
 
 fn main() {
+    // `cofrap-bench images`: only the images, their section of BENCHMARKS.md
+    // replaced (no database needed).
+    if std::env::args().nth(1).as_deref() == Some("images") {
+        let path = cofrap_tests::repo_root().join("BENCHMARKS.md");
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        let kept = old.split("\n## Images\n").next().unwrap_or_default();
+        let section = images_section();
+        print!("{section}");
+        std::fs::write(&path, format!("{}\n{section}", kept.trim_end())).unwrap();
+        return;
+    }
     let scratch = ScratchDatabase::create();
     let migrated = scratch.migrate();
     assert!(
@@ -641,16 +652,10 @@ fn main() {
     let secrets = std::env::temp_dir().join(unique("cofrap-bench-secrets-"));
     std::fs::create_dir_all(&secrets).unwrap();
     let key = fernet_key();
-    std::fs::write(
-        secrets.join("db-credentials-username"),
-        &scratch.server.user,
-    )
-    .unwrap();
-    std::fs::write(
-        secrets.join("db-credentials-password"),
-        &scratch.server.password,
-    )
-    .unwrap();
+    // The functions log in as their own role, as deployed (make db-roles).
+    let role = FunctionRole::from_test_secrets();
+    std::fs::write(secrets.join("db-credentials-username"), &role.user).unwrap();
+    std::fs::write(secrets.join("db-credentials-password"), &role.password).unwrap();
     std::fs::write(secrets.join("encryption-key"), &key).unwrap();
     let env = Environment {
         variables: vec![
@@ -711,7 +716,7 @@ fn main() {
             )
         })
         .collect();
-    let text = report(
+    let mut text = report(
         &rounds,
         hash_ms,
         verify_ms,
@@ -719,6 +724,7 @@ fn main() {
         &load,
         &postgres_version,
     );
+    text.push_str(&images_section());
     print!("{text}");
     let path: &Path = &cofrap_tests::repo_root().join("BENCHMARKS.md");
     std::fs::write(path, &text).unwrap();
@@ -730,4 +736,75 @@ fn main() {
         eprintln!("{errors} runs did not give the expected answer");
         std::process::exit(1);
     }
+}
+
+/// Runs per image for the start time.
+const IMAGE_STARTS: usize = 5;
+/// Goal for every image, uncompressed.
+const MAX_IMAGE_MB: f64 = 12.0;
+
+/// The images as `make images` builds them (podman, offline, with the classic
+/// watchdog of ../shared/tools): their size, uncompressed and gzipped, and the
+/// time from `podman run` to the first answer of the function (a request it
+/// refuses before reading any configuration, so no database is involved).
+fn images_section() -> String {
+    use cofrap_tests::containers::{self, Container, RunOptions};
+    let mut out = String::from("\n## Images\n\n");
+    if let Some(reason) = containers::why_containers_cannot_run() {
+        eprintln!("images not measured: {reason}");
+        out.push_str(&format!("Not measured: {reason}.\n"));
+        return out;
+    }
+    eprintln!("images: make images (podman, offline)");
+    let functions = containers::build_images();
+    let version = {
+        let container = Container::run(&containers::image(&functions[0]), &RunOptions::default());
+        watchdog_version(&container.logs())
+    };
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "Built by `make images` with podman from the unchanged Dockerfile, offline, with the classic \
+         watchdog {} (stripped, as the official images' is). Start: median of {IMAGE_STARTS} runs, \
+         from `podman run` (read-only root, no capabilities, user 10001) to the first answer of the \
+         function through the watchdog.\n",
+        version
+    );
+    let _ = writeln!(
+        w,
+        "| image | size MB | gzip MB | start to first answer ms | target ≤ {MAX_IMAGE_MB:.0} MB |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---|");
+    for function in &functions {
+        let image = containers::image(function);
+        let (size, gzip) = containers::image_sizes(&image);
+        let starts: Vec<f64> = (0..IMAGE_STARTS)
+            .map(|_| {
+                let started = Instant::now();
+                let container = Container::run(&image, &RunOptions::default());
+                let body: &[u8] = if function == "frontend" { b"" } else { b"{}" };
+                let answer = containers::request(&container.url(), Some(body));
+                assert_eq!(answer.status, 200, "{function}: {answer:?}");
+                started.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        let mb = size as f64 / 1e6;
+        let _ = writeln!(
+            w,
+            "| {function} | {mb:.2} | {:.2} | {:.0} | {} |",
+            gzip as f64 / 1e6,
+            median(starts),
+            verdict(mb <= MAX_IMAGE_MB)
+        );
+    }
+    out
+}
+
+/// The version the watchdog prints when it starts ("Version: 0.2.1 SHA: ...").
+fn watchdog_version(logs: &str) -> String {
+    logs.split("Version: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or("of unknown version")
+        .to_owned()
 }

@@ -7,7 +7,7 @@
 //!   per request, the body on stdin, stdout as the response body.
 //! - As the classic watchdog: 200 and the function's `content_type` when the
 //!   process exits 0; 500 with `exit status N`, a newline and stdout when it
-//!   does not; 408 `Killed process.` after `exec_timeout`; 429 beyond
+//!   does not (`text/plain; charset=utf-8`, as Go sniffs it); 408 `Killed process.` after `exec_timeout`; 429 beyond
 //!   `max_inflight` requests at once; stderr kept out of the response and
 //!   printed on the console; the `Http_*` environment (method, path, query,
 //!   headers).
@@ -286,7 +286,14 @@ async fn run(
     if !status.success() {
         let mut text = format!("exit status {}\n", status.code().unwrap_or(-1)).into_bytes();
         text.extend_from_slice(&out);
-        return (StatusCode::INTERNAL_SERVER_ERROR, text).into_response();
+        // The watchdog sets no content type here: Go's server sniffs one
+        // from the text, which is this (tests/images.rs compares them).
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            text,
+        )
+            .into_response();
     }
     let mut response = (StatusCode::OK, out).into_response();
     if let Some(content_type) = function

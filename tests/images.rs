@@ -1,0 +1,302 @@
+//! The images, built and run for real: every function's image built by
+//! `make images` from the unchanged Dockerfile (podman, offline), run as
+//! Kubernetes runs it (read-only root filesystem, no capabilities, user
+//! 10001), and used over HTTP through the real classic watchdog inside: an
+//! account created, its QR decoded, enrolled, signed in; a refusal; a server
+//! fault. The same requests through the development server (`make run`) must
+//! get the same status, content type and body: its watchdog semantics are
+//! checked against the real watchdog's.
+//!
+//! Skipped, with a message, only on a machine where containers cannot run
+//! at all.
+
+use cofrap_tests::containers::{self, Answer, Container, DatabaseRelay, RunOptions};
+use cofrap_tests::*;
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the relay's socket is mounted in the containers.
+const SOCKET_DIR: &str = "/run/postgresql";
+
+/// The function containers, on the test database.
+struct Deployment {
+    containers: Vec<(String, Container)>,
+}
+
+impl Deployment {
+    fn url(&self, function: &str) -> String {
+        let container = &self
+            .containers
+            .iter()
+            .find(|(name, _)| name == function)
+            .unwrap_or_else(|| panic!("no container for {function}"))
+            .1;
+        container.url()
+    }
+}
+
+/// What a container of `function` gets: stack.yaml's environment, pointed at
+/// the relayed test database `dbname` if it reads one, and the test's secrets
+/// where OpenFaaS mounts them if stack.yaml gives it any.
+fn options(
+    function: &str,
+    functions: &Functions,
+    relay: &DatabaseRelay,
+    dbname: &str,
+) -> RunOptions {
+    let mut environment = containers::stack_environment(function);
+    let reads_database = environment.iter().any(|(k, _)| k == "POSTGRES_HOST");
+    let mut mounts = Vec::new();
+    if containers::stack_lists_secrets(function) {
+        mounts.push((
+            functions.secrets_dir().to_path_buf(),
+            "/var/openfaas/secrets".to_owned(),
+        ));
+    }
+    if reads_database {
+        // The test's settings for the functions (BCRYPT_COST, and any other
+        // the harness sets), then where the database is from inside.
+        let overrides = functions
+            .settings()
+            .iter()
+            .filter(|(k, _)| k != "SECRETS_DIR")
+            .cloned()
+            .chain([
+                ("POSTGRES_HOST".to_owned(), SOCKET_DIR.to_owned()),
+                ("POSTGRES_DB".to_owned(), dbname.to_owned()),
+            ])
+            .collect::<Vec<_>>();
+        for (key, value) in overrides {
+            environment.retain(|(k, _)| *k != key);
+            environment.push((key, value));
+        }
+        mounts.push((relay.dir.clone(), SOCKET_DIR.to_owned()));
+    }
+    RunOptions {
+        environment,
+        mounts,
+    }
+}
+
+/// The development server of `make run`, on database `dbname`.
+struct DevServer {
+    process: Child,
+    url: String,
+}
+
+impl DevServer {
+    fn start(functions: &Functions, dbname: &str) -> DevServer {
+        let exe = std::env::current_exe().unwrap();
+        let bin_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let port = containers::free_port();
+        // The functions get the test's settings, as the containers do.
+        let process = Command::new(bin_dir.join("cofrap-dev-server"))
+            .current_dir(repo_root())
+            .envs(functions.settings().iter().map(|(k, v)| (k, v)))
+            .env("PORT", port.to_string())
+            .env("BIND", "127.0.0.1")
+            .env("POSTGRES_DB", dbname)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cofrap-dev-server is missing: build the workspace first");
+        let url = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while ureq::get(&format!("{url}/function/frontend"))
+            .call()
+            .is_err()
+        {
+            assert!(started.elapsed() < Duration::from_secs(20), "no dev server");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        DevServer { process, url }
+    }
+
+    fn url(&self, function: &str) -> String {
+        format!("{}/function/{function}", self.url)
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn post(url: &str, body: &Value) -> Answer {
+    containers::request(url, Some(body.to_string().as_bytes()))
+}
+
+fn json_of(answer: &Answer) -> Value {
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.content_type, "application/json", "{answer:?}");
+    serde_json::from_str(&answer.body).unwrap_or_else(|e| panic!("{e}: {answer:?}"))
+}
+
+/// The kernel's view of a container's first process: its user, its
+/// capabilities, and how its root filesystem is mounted.
+fn assert_confined(function: &str, container: &Container) {
+    let pid = container.pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(field("Uid"), ["10001"; 4], "{function}: user");
+    assert_eq!(
+        field("CapEff"),
+        ["0000000000000000"],
+        "{function}: capabilities"
+    );
+    assert_eq!(field("NoNewPrivs"), ["1"], "{function}: no_new_privs");
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let options_of = |path: &str| {
+        mounts
+            .lines()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .rfind(|fields| fields[4] == path)
+            .map(|fields| fields[5].to_owned())
+            .unwrap_or_else(|| panic!("{function}: {path} is not mounted"))
+    };
+    assert!(
+        options_of("/").split(',').any(|o| o == "ro"),
+        "{function}: the root filesystem is writable"
+    );
+    assert!(
+        options_of("/tmp").split(',').any(|o| o == "rw"),
+        "{function}: /tmp must stay writable (the watchdog's lock file)"
+    );
+}
+
+#[test]
+fn every_image_runs_the_functions_through_the_real_watchdog_like_the_dev_server() {
+    if let Some(reason) = containers::why_containers_cannot_run() {
+        eprintln!("SKIPPED: containers cannot run on this machine: {reason}");
+        return;
+    }
+    let functions_in_images = containers::build_images();
+    let functions = Functions::new();
+    let relay = DatabaseRelay::start(&functions.server.host, functions.server.port);
+
+    // Every function's image starts and is confined as Kubernetes would run it.
+    let deployment = Deployment {
+        containers: functions_in_images
+            .iter()
+            .map(|function| {
+                let container = Container::run(
+                    &containers::image(function),
+                    &options(function, &functions, &relay, &functions.dbname),
+                );
+                assert_confined(function, &container);
+                (function.clone(), container)
+            })
+            .collect(),
+    };
+    for function in [
+        "generate-password",
+        "generate-2fa",
+        "authenticate",
+        "frontend",
+    ] {
+        assert!(
+            functions_in_images.iter().any(|f| f == function),
+            "no image for {function}"
+        );
+    }
+
+    // The whole account flow, over HTTP, through the watchdogs.
+    let user = unique("image");
+    let created = json_of(&post(
+        &deployment.url("generate-password"),
+        &json!({"username": user}),
+    ));
+    let password = decode_qr(created["qr_code_base64"].as_str().expect("no QR code"));
+    let enrolled = json_of(&post(
+        &deployment.url("generate-2fa"),
+        &json!({"username": user, "password": password}),
+    ));
+    let secret = enrolled["manual_entry_key"]
+        .as_str()
+        .expect("no key")
+        .to_owned();
+    let step = current_step();
+    let signed_in = json_of(&post(
+        &deployment.url("authenticate"),
+        &json!({"username": user, "password": password, "totp_code": code_at(&secret, step * 30)}),
+    ));
+    assert_eq!(signed_in, json!({"authenticated": true, "username": user}));
+    let page = containers::request(&deployment.url("frontend"), None);
+    assert_eq!(page.status, 200);
+    assert!(page.content_type.starts_with("text/html"), "{page:?}");
+    assert!(page.body.contains("Content-Security-Policy"));
+
+    // The same requests through the development server get the same answers,
+    // byte for byte. (Answers holding fresh secrets cannot be compared byte
+    // for byte; these are the ones that are the same every time.)
+    let dev = DevServer::start(&functions, &functions.dbname);
+    let too_large = vec![b' '; 64 * 1024 + 1];
+    let wrong_code = json!({"username": user, "password": password,
+                            "totp_code": code_at(&secret, (step + 1000) * 30)})
+    .to_string();
+    let taken = json!({"username": user}).to_string();
+    let cases: Vec<(&str, Option<&[u8]>)> = vec![
+        ("frontend", None),
+        ("generate-password", Some(b"")),
+        ("generate-password", Some(b"{not json")),
+        ("generate-password", Some(taken.as_bytes())),
+        ("generate-password", Some(&too_large)),
+        ("generate-2fa", Some(b"[]")),
+        ("authenticate", Some(wrong_code.as_bytes())),
+    ];
+    for (function, body) in &cases {
+        let through_watchdog = containers::request(&deployment.url(function), *body);
+        let through_dev = containers::request(&dev.url(function), *body);
+        assert_eq!(
+            through_dev, through_watchdog,
+            "{function}: the dev server differs from the watchdog"
+        );
+    }
+    // A refusal is an answer: 200 and the function's JSON.
+    let refusal = containers::request(&deployment.url("authenticate"), Some(wrong_code.as_bytes()));
+    assert_eq!(json_of(&refusal)["code"], "invalid_credentials");
+
+    // A server fault: 500, the watchdog's `exit status 1` line, then the
+    // JSON error; the same through the dev server.
+    let missing = unique("cofrap_missing_");
+    let faulty = Container::run(
+        &containers::image("generate-password"),
+        &options("generate-password", &functions, &relay, &missing),
+    );
+    let fault_dev = DevServer::start(&functions, &missing);
+    let request = json!({"username": unique("fault")}).to_string();
+    let fault = containers::request(&faulty.url(), Some(request.as_bytes()));
+    assert_eq!(fault.status, 500, "{fault:?}");
+    let json_part = fault
+        .body
+        .strip_prefix("exit status 1\n")
+        .unwrap_or_else(|| panic!("{fault:?}"));
+    let error: Value = serde_json::from_str(json_part).unwrap();
+    assert_eq!(error["code"], "database_unavailable", "{fault:?}");
+    let fault_through_dev = containers::request(
+        &fault_dev.url("generate-password"),
+        Some(request.as_bytes()),
+    );
+    assert_eq!(
+        fault_through_dev, fault,
+        "a 500 through the dev server differs"
+    );
+    // The function's log line reached the container's log, not the answer.
+    assert!(
+        faulty
+            .logs()
+            .contains("\"outcome\":\"database_unavailable\""),
+        "{}",
+        faulty.logs()
+    );
+}
