@@ -586,15 +586,18 @@ fn the_page_refuses_to_work_inside_a_frame() {
     // The first (only) frame of the page.
     browser.post("/frame", json!({"id": 0}));
     wait_for("the framed page", || {
-        browser.eval("return document.readyState === 'complete' && !!document.getElementById('framed')")
-            == Value::Bool(true)
+        browser.eval(
+            "return document.readyState === 'complete' && !!document.getElementById('framed')",
+        ) == Value::Bool(true)
     });
     assert_eq!(
         browser.eval("return [document.getElementById('app'), document.querySelectorAll('input, button, form').length]"),
         json!([null, 0]),
         "nothing usable inside a frame"
     );
-    assert!(browser.text("framed").contains("cannot be used inside another page"));
+    assert!(browser
+        .text("framed")
+        .contains("cannot be used inside another page"));
 
     // Not framed, the same page works.
     browser.post("/frame", json!({"id": null}));
@@ -626,7 +629,10 @@ fn another_site_cannot_make_the_browser_create_an_account() {
     let exists = |user: &str| -> bool {
         functions
             .db()
-            .query_one("SELECT count(*) = 1 FROM users WHERE username = $1", &[&user])
+            .query_one(
+                "SELECT count(*) = 1 FROM users WHERE username = $1",
+                &[&user],
+            )
             .unwrap()
             .get(0)
     };

@@ -362,8 +362,11 @@ fn the_migration_refuses_usernames_that_now_look_alike() {
     db.batch_execute(PYTHON_TABLE).unwrap();
     db.execute(PYTHON_UPSERT, &[&"alice", &"h"]).unwrap();
     // Full-width "ａｌｉｃｅ": a different string, the same name to a person.
-    db.execute(PYTHON_UPSERT, &[&"\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}", &"h"])
-        .unwrap();
+    db.execute(
+        PYTHON_UPSERT,
+        &[&"\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}", &"h"],
+    )
+    .unwrap();
     let output = scratch.migrate();
     assert!(!output.status.success());
     let message = String::from_utf8_lossy(&output.stderr);
@@ -373,7 +376,10 @@ fn the_migration_refuses_usernames_that_now_look_alike() {
     );
     // 0001 was applied (its own transaction); 0002 was not, not even half.
     let versions: Vec<i32> = db
-        .query("SELECT version FROM cofrap_schema_migrations ORDER BY 1", &[])
+        .query(
+            "SELECT version FROM cofrap_schema_migrations ORDER BY 1",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|row| row.get(0))

@@ -77,7 +77,11 @@ fn an_interrupted_renewal_cannot_be_taken_over() {
     functions.set("ENROLLMENT_WINDOW_SECONDS", "60");
     let user = unique("takeover");
     let (_, _, token, _) = renewing_account(&functions, &user);
-    let new_password = decode_qr(renew(&functions, &user, &token)["qr_code_base64"].as_str().unwrap());
+    let new_password = decode_qr(
+        renew(&functions, &user, &token)["qr_code_base64"]
+            .as_str()
+            .unwrap(),
+    );
     // The window has passed, as far as the database can tell.
     sql(
         &functions,
@@ -142,7 +146,11 @@ fn the_owner_restarts_an_interrupted_renewal_and_no_one_else_can() {
     let (old_password, old_secret, token, step) = renewing_account(&functions, &user);
 
     // The new password's QR code is lost: the old credentials start again.
-    let lost = decode_qr(renew(&functions, &user, &token)["qr_code_base64"].as_str().unwrap());
+    let lost = decode_qr(
+        renew(&functions, &user, &token)["qr_code_base64"]
+            .as_str()
+            .unwrap(),
+    );
     let response = functions.authenticate(&user, &old_password, &old_secret, step + 1);
     assert_eq!(response["code"], "credentials_expired");
     let second_token = response["renewal_token"].as_str().unwrap().to_owned();
@@ -157,8 +165,11 @@ fn the_owner_restarts_an_interrupted_renewal_and_no_one_else_can() {
         renew(&functions, &user, &other_token)["code"],
         "invalid_renewal_token"
     );
-    let new_password =
-        decode_qr(renew(&functions, &user, &second_token)["qr_code_base64"].as_str().unwrap());
+    let new_password = decode_qr(
+        renew(&functions, &user, &second_token)["qr_code_base64"]
+            .as_str()
+            .unwrap(),
+    );
     assert_eq!(
         renew(&functions, &user, &second_token)["code"],
         "invalid_renewal_token",
@@ -185,18 +196,33 @@ fn the_owner_restarts_an_interrupted_renewal_and_no_one_else_can() {
     // From here the old password is spent, and the old secret's codes count
     // for nothing.
     assert_eq!(
-        sign_in(&functions, &user, &old_password, &code_at(&old_secret, (step + 1) * 30)).json()
-            ["code"],
+        sign_in(
+            &functions,
+            &user,
+            &old_password,
+            &code_at(&old_secret, (step + 1) * 30)
+        )
+        .json()["code"],
         "invalid_credentials"
     );
     assert_eq!(
-        sign_in(&functions, &user, &new_password, &code_at(&old_secret, (step + 1) * 30)).json()
-            ["code"],
+        sign_in(
+            &functions,
+            &user,
+            &new_password,
+            &code_at(&old_secret, (step + 1) * 30)
+        )
+        .json()["code"],
         "invalid_credentials"
     );
     assert_eq!(
-        sign_in(&functions, &user, &new_password, &code_at(&lost_secret, (step + 1) * 30))
-            .json()["code"],
+        sign_in(
+            &functions,
+            &user,
+            &new_password,
+            &code_at(&lost_secret, (step + 1) * 30)
+        )
+        .json()["code"],
         "invalid_credentials"
     );
     // The first good code of the new secret confirms the renewal.
@@ -257,16 +283,17 @@ fn locks_escalate_until_the_hard_limit_and_an_operator_unlocks() {
         sign_in(&functions, &user, "wrong", &bad);
         sign_in(&functions, &user, &password, &bad);
         let (failures, locked_for) = lock_state(&functions, &user);
-        assert_eq!(failures, 2 * (round + 1), "failures keep counting across locks");
+        assert_eq!(
+            failures,
+            2 * (round + 1),
+            "failures keep counting across locks"
+        );
         lasts.push(locked_for.unwrap());
         elapse_lock(&functions, &user);
     }
     // 100 s, doubled, then capped at 300 s.
     for (lasted, expected) in lasts.iter().zip([100.0, 200.0, 300.0]) {
-        assert!(
-            (expected - 30.0..=expected).contains(lasted),
-            "{lasts:?}"
-        );
+        assert!((expected - 30.0..=expected).contains(lasted), "{lasts:?}");
     }
     // The eighth failure locks for good: even the right credentials are refused.
     sign_in(&functions, &user, "wrong", &bad);
@@ -287,9 +314,8 @@ fn locks_escalate_until_the_hard_limit_and_an_operator_unlocks() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains(&account_id(&functions, &user).to_string())
-    );
+    assert!(String::from_utf8_lossy(&output.stdout)
+        .contains(&account_id(&functions, &user).to_string()));
     assert_eq!(lock_state(&functions, &user), (0, None));
     assert_eq!(
         functions.authenticate(&user, &password, &secret, step)["authenticated"],
@@ -422,7 +448,10 @@ fn look_alike_usernames_are_one_account_or_refused() {
         "INSERT INTO users (username, username_key, password_hash) VALUES ($1, $2, 'x')",
         &[&format!("{base}-other"), &key],
     );
-    assert!(duplicate.is_err(), "the database refuses a second account with one key");
+    assert!(
+        duplicate.is_err(),
+        "the database refuses a second account with one key"
+    );
 }
 
 #[test]
@@ -432,13 +461,22 @@ fn requests_other_web_sites_make_browsers_send_are_refused() {
         (vec![("Http_Sec_Fetch_Site", "cross-site")], true),
         (vec![("Http_Sec_Fetch_Site", "same-site")], true),
         (
-            vec![("Http_Origin", "https://evil.example"), ("Http_Host", "gw.example")],
+            vec![
+                ("Http_Origin", "https://evil.example"),
+                ("Http_Host", "gw.example"),
+            ],
             true,
         ),
-        (vec![("Http_Origin", "null"), ("Http_Host", "gw.example")], true),
+        (
+            vec![("Http_Origin", "null"), ("Http_Host", "gw.example")],
+            true,
+        ),
         (vec![("Http_Sec_Fetch_Site", "same-origin")], false),
         (
-            vec![("Http_Origin", "https://gw.example"), ("Http_Host", "gw.example")],
+            vec![
+                ("Http_Origin", "https://gw.example"),
+                ("Http_Host", "gw.example"),
+            ],
             false,
         ),
         (vec![], false),

@@ -666,10 +666,7 @@ fn report(
     );
     let _ = writeln!(w, "|---:|---|{}---:|---|", "---:|".repeat(CAUSES.len()));
     for round in rounds {
-        for (runs, pick) in [
-            ("one at a time", false),
-            ("4 at once, one account", true),
-        ] {
+        for (runs, pick) in [("one at a time", false), ("4 at once, one account", true)] {
             let medians: Vec<f64> = round
                 .refusals
                 .iter()

@@ -67,25 +67,32 @@ mod tests {
     fn browsers_from_elsewhere_are_refused_and_others_are_not() {
         assert_eq!(verdict(&[]), Ok(()));
         assert_eq!(verdict(&[("Http_Host", "gw:8080")]), Ok(()));
-        assert_eq!(
-            verdict(&[("Http_Sec_Fetch_Site", "same-origin")]),
-            Ok(())
-        );
+        assert_eq!(verdict(&[("Http_Sec_Fetch_Site", "same-origin")]), Ok(()));
         assert_eq!(verdict(&[("Http_Sec_Fetch_Site", "none")]), Ok(()));
         for site in ["cross-site", "same-site", "bogus"] {
             assert_eq!(
-                verdict(&[("Http_Sec_Fetch_Site", site), ("Http_Origin", "http://gw:8080"), ("Http_Host", "gw:8080")]),
+                verdict(&[
+                    ("Http_Sec_Fetch_Site", site),
+                    ("Http_Origin", "http://gw:8080"),
+                    ("Http_Host", "gw:8080")
+                ]),
                 Err("cross_site_request"),
                 "{site}"
             );
         }
         let host = ("Http_Host", "gw.example:8080");
-        assert_eq!(verdict(&[("Http_Origin", "http://GW.example:8080"), host]), Ok(()));
+        assert_eq!(
+            verdict(&[("Http_Origin", "http://GW.example:8080"), host]),
+            Ok(())
+        );
         assert_eq!(
             verdict(&[("Http_Origin", "https://evil.example"), host]),
             Err("cross_site_request")
         );
-        assert_eq!(verdict(&[("Http_Origin", "null"), host]), Err("cross_site_request"));
+        assert_eq!(
+            verdict(&[("Http_Origin", "null"), host]),
+            Err("cross_site_request")
+        );
         assert_eq!(
             verdict(&[("Http_Origin", "http://gw.example:8080.evil"), host]),
             Err("cross_site_request")
