@@ -571,7 +571,7 @@ fn lock_after(failures: u32, policy: &Policy) -> Lock {
     if failures >= policy.hard_lock_attempts {
         return Lock::ForGood;
     }
-    if failures % policy.max_failed_attempts != 0 {
+    if !failures.is_multiple_of(policy.max_failed_attempts) {
         return Lock::Unchanged;
     }
     // Doublings beyond 40 exceed any allowed cap already.
