@@ -494,16 +494,18 @@ fn read(
 }
 
 /// The outcome of the password check made before the row is locked: which
-/// hash was checked, and whether the password matched it.
+/// hash was checked (none for an unknown account), and whether the password
+/// matched it.
 struct Verified {
-    hash: String,
+    hash: Option<String>,
     matches: bool,
 }
 
 /// Checks the password against the hash `which` picks, without any lock.
-/// An unknown account spends a dummy check at the configured cost and is
-/// refused; a locked one gets its real check (so it costs the same as a
-/// wrong password) and is refused under the lock.
+/// An unknown account spends a dummy check at the configured cost; a locked
+/// one gets its real check (so it costs the same as a wrong password). Both
+/// are refused by [`lock_verified`], after the same transaction as the
+/// others, so that no refusal is quicker than another.
 fn verify_unlocked(
     db: &mut Client,
     username: &Username,
@@ -513,12 +515,18 @@ fn verify_unlocked(
 ) -> Result<Verified, Error> {
     let Some(account) = read(db, username, policy, NO_LOCK)? else {
         password::verify_nothing(password, policy.bcrypt_cost);
-        return Err(Error::InvalidCredentials);
+        return Ok(Verified {
+            hash: None,
+            matches: false,
+        });
     };
     note_account_id(account.id);
     let hash = which(&account);
     let matches = password::verify(password, &hash);
-    Ok(Verified { hash, matches })
+    Ok(Verified {
+        hash: Some(hash),
+        matches,
+    })
 }
 
 /// Locks the account checked by [`verify_unlocked`] and returns it when the
@@ -539,8 +547,9 @@ fn lock_verified(
     if account.locked {
         return Err(Error::InvalidCredentials);
     }
+    note_account_id(account.id);
     let hash = which(&account);
-    let matches = if hash == verified.hash {
+    let matches = if verified.hash.as_ref() == Some(&hash) {
         verified.matches
     } else {
         password::verify(password, &hash)
