@@ -207,8 +207,11 @@ pub fn enroll_two_factor(
 /// renewal secret confirms the renewal (fresh credentials). For a current
 /// success `on_success` runs inside the same transaction, after the code is
 /// accepted, and its result comes back with the success (sessions are
-/// created there, so that sign-in and session are one transaction). Valid but
-/// expired credentials mark the account expired and yield a renewal token.
+/// created there, so that sign-in and session are one transaction). If it
+/// fails with a server fault, the whole sign-in rolls back (the code is not
+/// consumed); a refusal from it would commit what was done, so it should not
+/// refuse. Valid but expired credentials mark the account expired and yield
+/// a renewal token.
 pub fn authenticate<T>(
     db: &mut Client,
     config: &Config,
