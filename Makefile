@@ -46,7 +46,7 @@ PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
         images push deploy secrets db up bench run pg-deps db-roles container-deps podman-conf \
-        image-contexts
+        image-contexts unlock
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -108,6 +108,14 @@ db-migrate: ## Apply migrations/*.sql as the owner role, connected as an adminis
 	@for migration in migrations/*.sql; do \
 	    $(PSQL) $${DATABASE_URL:+"$$DATABASE_URL"} -c "SET ROLE $(OWNER_ROLE)" -f "$$migration" || exit 1; \
 	done
+
+unlock: ## Unlock an account locked by failed sign-ins: make unlock USERNAME=alice (on DATABASE_URL or the PG* database)
+	@test -n "$$USERNAME" || { echo "usage: make unlock USERNAME=<username>"; exit 2; }
+	@printf '%s\n' \
+	    "UPDATE users SET failed_attempts = 0, locked_until = NULL" \
+	    " WHERE username_key = lower(normalize(btrim(:'username'), NFKC))" \
+	    "    OR username = btrim(:'username') RETURNING id AS unlocked_account_id;" \
+	    | $(PSQL) -v username="$$USERNAME" $${DATABASE_URL:+"$$DATABASE_URL"}
 
 # PostgreSQL: server, pg_virtualenv, psql.
 pg-deps:

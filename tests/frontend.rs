@@ -214,6 +214,40 @@ impl Browser {
         decode_qr(png)
     }
 
+    /// True when the <img> holds no image data any more.
+    fn forgot(&self, id: &str) -> bool {
+        self.eval(&format!(
+            "return !document.getElementById('{id}').hasAttribute('src')"
+        )) == Value::Bool(true)
+    }
+
+    /// Neither the DOM nor the page's state holds a QR code, the manual key
+    /// or the password.
+    fn assert_no_secret_left(&self, password: &str, key: &str) {
+        assert!(self.forgot("password-qr") && self.forgot("totp-qr"));
+        let html = self
+            .eval("return document.documentElement.outerHTML")
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            self.eval("return document.querySelectorAll('img[src], [style*=\"data:\"]').length"),
+            json!(0),
+            "a QR code is left in the DOM"
+        );
+        assert!(!html.contains(key), "the manual key is left in the DOM");
+        assert_eq!(self.text("manual-key"), "");
+        let fields = self.eval(
+            "return Array.from(document.querySelectorAll('input')).map(i => i.value).join('')",
+        );
+        assert!(!fields.as_str().unwrap().contains(password));
+        assert_eq!(
+            self.eval("return state.password + (state.renewalToken || '')"),
+            Value::from(""),
+            "the page's memory holds no password"
+        );
+    }
+
     fn screenshot(&mut self, step: &str) {
         self.shots += 1;
         let response = ureq::get(&format!("{}/screenshot", self.session))
@@ -254,6 +288,10 @@ fn enroll(browser: &mut Browser, label: &str) -> (String, String) {
     browser.type_into("#password-typed", &password);
     browser.press_enter("#password-typed");
     browser.wait_visible("totp-step");
+    assert!(
+        browser.forgot("password-qr"),
+        "the password QR code left the DOM once its step was done"
+    );
     browser.screenshot(&format!("{label}-2fa-qr"));
     let key = browser.text("manual-key");
     let uri = browser.qr("totp-qr");
@@ -266,6 +304,7 @@ fn enroll(browser: &mut Browser, label: &str) -> (String, String) {
     browser.type_into("#totp-code", &code_at(&key, current_step() * 30));
     browser.press_enter("#totp-code");
     browser.wait_visible("done");
+    browser.assert_no_secret_left(&password, &key);
     (password, key)
 }
 
@@ -295,6 +334,7 @@ fn a_person_creates_an_account_signs_in_and_renews_it() {
     // A wrong code, and its message.
     browser.click("#sign-out");
     browser.wait_visible("signin");
+    browser.assert_no_secret_left(&password, &key);
     browser.type_into("#signin-username", user);
     browser.type_into("#signin-password", &password);
     let wrong = if code_at(&key, (current_step() + 1) * 30) == "000000" {
@@ -522,4 +562,89 @@ fn the_development_server_times_out_limits_and_passes_the_watchdog_environment()
     let _ = server.kill();
     let _ = server.wait();
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A page of another origin: the development server's 404 for an unknown
+/// function, reached as `localhost` while the page lives on `127.0.0.1`
+/// (another origin, and another site). It has no policy of ours.
+fn another_site(server: &DevServer) -> String {
+    server.url.replace("127.0.0.1", "localhost") + "/function/elsewhere"
+}
+
+#[test]
+fn the_page_refuses_to_work_inside_a_frame() {
+    let functions = Functions::new();
+    let server = DevServer::start(&functions);
+    let browser = Browser::start();
+    browser.goto(&another_site(&server));
+    let page = format!("{}/function/frontend", server.url);
+    browser.eval(&format!(
+        "const frame = document.createElement('iframe');
+         frame.id = 'victim'; frame.src = '{page}'; frame.width = 400; frame.height = 600;
+         document.body.append(frame);"
+    ));
+    // The first (only) frame of the page.
+    browser.post("/frame", json!({"id": 0}));
+    wait_for("the framed page", || {
+        browser.eval(
+            "return document.readyState === 'complete' && !!document.getElementById('framed')",
+        ) == Value::Bool(true)
+    });
+    assert_eq!(
+        browser.eval("return [document.getElementById('app'), document.querySelectorAll('input, button, form').length]"),
+        json!([null, 0]),
+        "nothing usable inside a frame"
+    );
+    assert!(browser
+        .text("framed")
+        .contains("cannot be used inside another page"));
+
+    // Not framed, the same page works.
+    browser.post("/frame", json!({"id": null}));
+    browser.goto(&page);
+    browser.wait_visible("signin");
+    assert!(browser.visible("app"));
+}
+
+#[test]
+fn another_site_cannot_make_the_browser_create_an_account() {
+    let functions = Functions::new();
+    let server = DevServer::start(&functions);
+    let browser = Browser::start();
+    // A text/plain POST needs no CORS preflight: the browser sends it, and
+    // only the function can refuse it.
+    let post = |user: &str| {
+        browser.post(
+            "/execute/async",
+            json!({"script": format!(
+                "const done = arguments[arguments.length - 1];
+                 fetch('{}/function/generate-password', {{method: 'POST', mode: 'no-cors',
+                        headers: {{'Content-Type': 'text/plain'}},
+                        body: JSON.stringify({{username: '{user}'}})}})
+                   .then(() => done('sent'), (e) => done('failed: ' + e));",
+                server.url
+            ), "args": []}),
+        )
+    };
+    let exists = |user: &str| -> bool {
+        functions
+            .db()
+            .query_one(
+                "SELECT count(*) = 1 FROM users WHERE username = $1",
+                &[&user],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let victim = unique("csrf");
+    browser.goto(&another_site(&server));
+    assert_eq!(post(&victim), json!("sent"));
+    assert!(!exists(&victim), "a cross-site request created an account");
+
+    // The same request from the page's own origin does create it: the
+    // refusal above is the function's, not the browser's.
+    browser.goto(&format!("{}/function/elsewhere", server.url));
+    let own = unique("same-origin");
+    assert_eq!(post(&own), json!("sent"));
+    assert!(exists(&own));
 }

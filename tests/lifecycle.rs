@@ -156,7 +156,7 @@ fn unknown_user_wrong_password_wrong_code_and_lock_look_the_same() {
         assert_eq!(output.stdout, unknown.stdout, "byte for byte");
     }
     assert_eq!(unknown.json()["code"], "invalid_credentials");
-    assert!(unknown.json().get("authenticated").is_none());
+    assert_eq!(unknown.json()["authenticated"], false);
 
     // generate-2fa: an unknown user and a wrong password look the same too.
     let unknown = functions.run(
@@ -224,15 +224,15 @@ fn five_failures_lock_the_account_until_the_lock_elapses() {
 }
 
 #[test]
-fn a_failure_after_an_elapsed_lock_counts_from_one() {
+fn a_failure_after_an_elapsed_lock_keeps_counting() {
     let functions = Functions::new();
     let user = unique("relock");
     let (_, secret) = functions.enrolled_account(&user);
     sql(&functions, "UPDATE users SET failed_attempts = 5, locked_until = now() - interval '1 second' WHERE username = $1", &user);
     sign_in(&functions, &user, "wrong", &wrong_code(&secret));
     let row = account_state(&functions, &user);
-    assert_eq!(row.get::<_, i32>("failed_attempts"), 1);
-    assert_eq!(row.get::<_, Option<bool>>("locked"), None);
+    assert_eq!(row.get::<_, i32>("failed_attempts"), 6);
+    assert_eq!(row.get::<_, Option<bool>>("locked"), Some(false));
 }
 
 #[test]
@@ -469,17 +469,22 @@ fn renewal_needs_this_accounts_fresh_unused_token() {
         "nothing changed"
     );
 
-    // The right token renews: new password, 2FA cleared, pending again.
+    // The right token renews: a new password, staged beside the old
+    // credentials, which stay in force (and expired) until it is confirmed.
+    let before = account_state(&functions, &user);
     let response = renew(&token);
     assert_eq!(response["username"], user.as_str());
     let new_password = decode_qr(response["qr_code_base64"].as_str().unwrap());
     assert_ne!(new_password, old_password);
     let row = account_state(&functions, &user);
-    assert!(!row.get::<_, bool>("expired"));
-    assert!(!row.get::<_, bool>("active"));
-    assert_eq!(row.get::<_, Option<String>>("mfa_secret"), None);
+    assert!(row.get::<_, bool>("expired"));
+    assert!(row.get::<_, bool>("active"), "never pending again");
+    assert_eq!(
+        row.get::<_, Option<String>>("mfa_secret"),
+        before.get::<_, Option<String>>("mfa_secret")
+    );
     assert!(common::password::verify(
-        &new_password,
+        &old_password,
         &row.get::<_, String>("password_hash")
     ));
 

@@ -315,3 +315,83 @@ fn the_migration_refuses_usernames_that_differ_only_by_case() {
         .get(0);
     assert_eq!(columns, 0);
 }
+
+#[test]
+fn rows_the_python_version_inserts_collide_with_their_look_alikes() {
+    // The Python version never writes username_key; the trigger of 0002
+    // fills it, so the database still refuses a look-alike of its rows.
+    let functions = Functions::new();
+    let user = unique("PyLook");
+    let secret = python("random_base32", json!({}))["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let password = python_account(&mut functions.db(), &functions.key, &user, &secret);
+    let key: String = functions
+        .db()
+        .query_one(
+            "SELECT username_key FROM users WHERE username = $1",
+            &[&user],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(key, user.to_lowercase());
+    let fullwidth: String = user
+        .chars()
+        .map(|c| char::from_u32(c as u32 - 0x21 + 0xff01).unwrap())
+        .collect();
+    for look_alike in [user.to_lowercase(), fullwidth.clone()] {
+        assert_eq!(
+            functions.call("generate-password", json!({"username": look_alike}))["code"],
+            "account_exists"
+        );
+    }
+    // And the Python row signs in under any of its spellings.
+    let response = functions.call(
+        "authenticate",
+        json!({"username": fullwidth, "password": password,
+               "totp_code": pyotp_code(&secret, current_step())}),
+    );
+    assert_eq!(response, json!({"authenticated": true, "username": user}));
+}
+
+#[test]
+fn the_migration_refuses_usernames_that_now_look_alike() {
+    let scratch = ScratchDatabase::create();
+    let mut db = scratch.connect();
+    db.batch_execute(PYTHON_TABLE).unwrap();
+    db.execute(PYTHON_UPSERT, &[&"alice", &"h"]).unwrap();
+    // Full-width "ａｌｉｃｅ": a different string, the same name to a person.
+    db.execute(
+        PYTHON_UPSERT,
+        &[&"\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}", &"h"],
+    )
+    .unwrap();
+    let output = scratch.migrate();
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("now name one account") && message.contains("alice, ａｌｉｃｅ"),
+        "{message}"
+    );
+    // 0001 was applied (its own transaction); 0002 was not, not even half.
+    let versions: Vec<i32> = db
+        .query(
+            "SELECT version FROM cofrap_schema_migrations ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, vec![1]);
+    let columns: i64 = db
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns
+              WHERE table_name = 'users' AND column_name = 'username_key'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(columns, 0);
+}

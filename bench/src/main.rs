@@ -240,7 +240,7 @@ struct Round {
     floor: Series,
     functions: Vec<(&'static str, Series)>,
     /// authenticate's refusals, by cause: they must take about as long.
-    refusals: Vec<(&'static str, Series)>,
+    refusals: Vec<Refusals>,
 }
 
 /// Runs of authenticate that are refused, per cause.
@@ -258,6 +258,7 @@ fn expect(ok: bool, what: &str, response: &Value) {
 
 fn round(
     env: &Environment,
+    refusal_env: &Environment,
     db: &mut postgres::Client,
     fixtures: &Fixtures,
     population: i64,
@@ -330,7 +331,7 @@ fn round(
         authenticated.samples.push(sample);
     }
 
-    let refusals = refusals(env, fixtures, next_unused);
+    let refusals = refusals(refusal_env, db, fixtures, next_unused);
     Round {
         population,
         floor,
@@ -343,47 +344,125 @@ fn round(
     }
 }
 
-/// authenticate refused for an unknown user, a wrong password and a wrong
-/// code: the answers are identical (the tests check that); here, their time.
+/// The causes of an authenticate refusal whose times are compared.
+const CAUSES: [&str; 4] = [
+    "unknown user",
+    "wrong password",
+    "wrong code",
+    "locked account",
+];
+
+/// Refusals timed for one cause (in the order of [`CAUSES`]): one request
+/// at a time, then [`REFUSAL_CLIENTS`] at once on one account.
+struct Refusals {
+    sequential: Series,
+    concurrent: Series,
+}
+
+/// Requests at once on one account in the concurrent refusal runs.
+const REFUSAL_CLIENTS: usize = 4;
+
+/// authenticate refused for an unknown user, a wrong password, a wrong code
+/// and a locked account: the answers are identical (the tests check that);
+/// here, their time, one at a time and [`REFUSAL_CLIENTS`] at once on one
+/// account (where a row lock held through bcrypt would queue them). The
+/// environment sets thresholds high enough that the failures do not lock.
 fn refusals(
     env: &Environment,
+    db: &mut postgres::Client,
     fixtures: &Fixtures,
     next_unused: &mut i64,
-) -> Vec<(&'static str, Series)> {
+) -> Vec<Refusals> {
+    let mut next_account = || {
+        *next_unused += 1;
+        format!("bench-{}", *next_unused - 1)
+    };
+    let request = |cause: &str, user: &str| {
+        let right_code = code_at(&fixtures.secret, current_step() * 30);
+        let wrong_code = if right_code == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        match cause {
+            "wrong password" => {
+                json!({ "username": user, "password": "not-the-password", "totp_code": right_code })
+            }
+            "wrong code" => {
+                json!({ "username": user, "password": PASSWORD, "totp_code": wrong_code })
+            }
+            // Unknown and locked: the right password and code.
+            _ => json!({ "username": user, "password": PASSWORD, "totp_code": right_code }),
+        }
+    };
+    let mut lock = |user: &str| {
+        db.execute(
+            "UPDATE users SET locked_until = 'infinity' WHERE username = $1",
+            &[&user],
+        )
+        .unwrap();
+    };
+    let mut account_for = |cause: &str| -> String {
+        match cause {
+            "unknown user" => unique("nobody-"),
+            "locked account" => {
+                let user = next_account();
+                lock(&user);
+                user
+            }
+            _ => next_account(),
+        }
+    };
     let mut by_cause = Vec::new();
-    for cause in ["unknown user", "wrong password", "wrong code"] {
-        let mut series = Series::default();
+    for cause in CAUSES {
+        let mut sequential = Series::default();
         for _ in 0..REFUSAL_RUNS {
-            // A fresh account each time: failures must not add up to a lock.
-            let user = format!("bench-{next_unused}");
-            *next_unused += 1;
-            let right_code = code_at(&fixtures.secret, current_step() * 30);
-            let wrong_code = if right_code == "000000" {
-                "111111"
-            } else {
-                "000000"
-            };
-            let request = match cause {
-                "unknown user" => {
-                    json!({ "username": unique("nobody-"), "password": PASSWORD, "totp_code": right_code })
-                }
-                "wrong password" => {
-                    json!({ "username": user, "password": "not-the-password", "totp_code": right_code })
-                }
-                _ => json!({ "username": user, "password": PASSWORD, "totp_code": wrong_code }),
-            };
-            let (sample, response) = env.run("authenticate", &request);
+            let user = account_for(cause);
+            let (sample, response) = env.run("authenticate", &request(cause, &user));
             expect(
                 response["code"] == "invalid_credentials",
                 "authenticate refusal",
                 &response,
             );
-            series.samples.push(sample);
+            sequential.samples.push(sample);
         }
-        by_cause.push((cause, series));
+        let mut concurrent = Series::default();
+        let user = account_for(cause);
+        for _ in 0..REFUSAL_RUNS {
+            let body = request(cause, &user);
+            let samples: Vec<(Sample, Value)> = std::thread::scope(|scope| {
+                let runs: Vec<_> = (0..REFUSAL_CLIENTS)
+                    .map(|_| scope.spawn(|| env.run("authenticate", &body)))
+                    .collect();
+                runs.into_iter().map(|run| run.join().unwrap()).collect()
+            });
+            for (sample, response) in samples {
+                expect(
+                    response["code"] == "invalid_credentials",
+                    "concurrent authenticate refusal",
+                    &response,
+                );
+                concurrent.samples.push(sample);
+            }
+        }
+        by_cause.push(Refusals {
+            sequential,
+            concurrent,
+        });
     }
     by_cause
 }
+
+/// How far apart the slowest and the quickest of some medians are, as a
+/// share of the quickest.
+fn spread(medians: &[f64]) -> f64 {
+    let low = medians.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = medians.iter().copied().fold(0.0, f64::max);
+    high / low - 1.0
+}
+
+/// Refusal times are judged within 5 % of each other.
+const MAX_REFUSAL_SPREAD: f64 = 0.05;
 
 struct Concurrency {
     clients: usize,
@@ -570,22 +649,50 @@ fn report(
     let _ = writeln!(w, "\n## No enumeration by timing\n");
     let _ = writeln!(
         w,
-        "authenticate gives one answer, byte for byte, for an unknown user, a wrong password and a \
-         wrong code (the tests check it); an unknown user costs a bcrypt check against a dummy hash, \
-         so the three take about as long ({REFUSAL_RUNS} runs each):\n"
+        "authenticate gives one answer, byte for byte, for an unknown user, a wrong password, a \
+         wrong code and a locked account (the tests check it). An unknown user costs a bcrypt check \
+         against a dummy hash at BCRYPT_COST, a locked account a check of its own hash, and the \
+         password is checked before the account's row is locked. Median ms of {REFUSAL_RUNS} runs \
+         one at a time, and of {REFUSAL_RUNS} × {REFUSAL_CLIENTS} runs with {REFUSAL_CLIENTS} at \
+         once on one account (one unknown name, one account); judged within {:.0} % of each other:\n",
+        MAX_REFUSAL_SPREAD * 100.0
     );
+    let header: Vec<String> = CAUSES.iter().map(|c| format!("{c} ms")).collect();
     let _ = writeln!(
         w,
-        "| accounts | unknown user ms | wrong password ms | wrong code ms |"
+        "| accounts | runs | {} | spread | within {:.0} % |",
+        header.join(" | "),
+        MAX_REFUSAL_SPREAD * 100.0
     );
-    let _ = writeln!(w, "|---:|---:|---:|---:|");
+    let _ = writeln!(w, "|---:|---|{}---:|---|", "---:|".repeat(CAUSES.len()));
     for round in rounds {
-        let medians: Vec<String> = round
-            .refusals
-            .iter()
-            .map(|(_, series)| format!("{:.1}", series.median_wall()))
-            .collect();
-        let _ = writeln!(w, "| {} | {} |", round.population, medians.join(" | "));
+        for (runs, pick) in [("one at a time", false), ("4 at once, one account", true)] {
+            let medians: Vec<f64> = round
+                .refusals
+                .iter()
+                .map(|r| {
+                    if pick {
+                        r.concurrent.median_wall()
+                    } else {
+                        r.sequential.median_wall()
+                    }
+                })
+                .collect();
+            let cells: Vec<String> = medians.iter().map(|m| format!("{m:.1}")).collect();
+            let spread = spread(&medians);
+            let _ = writeln!(
+                w,
+                "| {} | {runs} | {} | {:.1} % | {} |",
+                round.population,
+                cells.join(" | "),
+                spread * 100.0,
+                if spread <= MAX_REFUSAL_SPREAD {
+                    "yes"
+                } else {
+                    "**no**"
+                }
+            );
+        }
     }
 
     let _ = writeln!(w, "\n## Concurrency\n");
@@ -667,6 +774,17 @@ fn main() {
         ],
     };
 
+    // Failures by the refusal runs must neither lock nor escalate.
+    let mut refusal_env = Environment {
+        variables: env.variables.clone(),
+    };
+    refusal_env
+        .variables
+        .push(("MAX_FAILED_ATTEMPTS".into(), "1000".into()));
+    refusal_env
+        .variables
+        .push(("HARD_LOCK_ATTEMPTS".into(), "100000".into()));
+
     eprintln!("bcrypt at cost {BCRYPT_COST}, in process");
     let password_hash = bcrypt::hash(PASSWORD, BCRYPT_COST).unwrap();
     let hash_ms = median(
@@ -699,6 +817,7 @@ fn main() {
         filled = population;
         rounds.push(round(
             &env,
+            &refusal_env,
             &mut db,
             &fixtures,
             population,

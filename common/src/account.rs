@@ -2,22 +2,38 @@
 //!
 //! ```text
 //!   generate-password ──► PENDING ──(generate-2fa, then a first good code)──► ACTIVE
-//!        ▲                   │ never activated within the enrollment window:          │
-//!        │                   └─ generate-password may take the username afresh       │
-//!        │                                                                            │
-//!        └── with the renewal token ── EXPIRED ◄── good password and code, credentials
-//!                                                   older than six months (authenticate)
+//!     │ never activated within the enrollment window                              │
+//!     └─ (and no 2FA but ours): generate-password may take the username afresh   │
+//!                                                                                 ▼
+//!   EXPIRED ◄───────── good password and code, credentials older than six months
+//!     │  ▲ (the old password and code restart renewal: a new token)
+//!     ▼  │
+//!   RENEWING: generate-password + renewal token stages a new password (the old
+//!     │       credentials still work, for restarting only); generate-2fa with
+//!     │       the new password makes it current and stages a new 2FA secret
+//!     │       (again, to replace a lost QR code)
+//!     └────► first good code of the new secret: ACTIVE, with fresh credentials
 //! ```
 //!
-//! Every operation runs in one transaction that starts by locking the
-//! account's row (`SELECT ... FOR UPDATE`). Concurrent requests for one
-//! account are thereby serialised: two logins with one code cannot both pass,
-//! failures are counted exactly, and two creations of one username cannot both
-//! succeed. Refusals commit too, since a refusal may have counted a failure;
-//! server faults roll back.
+//! An account that was ever activated (or is expired, or holds a 2FA secret
+//! the Python version wrote) is never "abandoned": only its renewal token
+//! gives it new credentials. The Python columns keep their meaning
+//! throughout: `password_hash` and `mfa_secret` are the credentials in force,
+//! `expired` stays true until renewal is confirmed; what is staged lives in
+//! `renewal_password_hash` and `renewal_mfa_secret`.
+//!
+//! Passwords are checked before the account's row is locked (bcrypt is the
+//! slow part; holding the lock through it would queue concurrent requests
+//! for one account while those for unknown ones ran in parallel, a timing
+//! tell). Then one transaction locks the row (`SELECT ... FOR UPDATE`),
+//! confirms the hash it checked is still the stored one, and does the work.
+//! Concurrent requests for one account are serialised there: two logins with
+//! one code cannot both pass, failures are counted exactly, and two creations
+//! of one username cannot both succeed. Refusals commit too, since a refusal
+//! may have counted a failure; server faults roll back.
 //!
 //! Time-dependent states (expired, locked, enrollment abandoned) are computed
-//! by the database from its own clock, in the query that locks the row.
+//! by the database from its own clock, in the query that reads the row.
 //!
 //! Statements are sent with their parameter types (`query_typed`), which
 //! saves the prepare round trip of each: every request is a fresh process
@@ -25,49 +41,14 @@
 
 use crate::config::{Config, Policy};
 use crate::error::Error;
+use crate::function::note_account_id;
 use crate::password;
 use crate::renewal;
 use crate::totp::TotpSecret;
 use postgres::types::{ToSql, Type};
-use postgres::{Client, Transaction};
+use postgres::{Client, GenericClient, Transaction};
 
-/// A username, validated the same way by every function:
-/// - surrounding white space is trimmed;
-/// - 3 to 64 characters remain;
-/// - no control characters, and no `:` (authenticator apps read
-///   "issuer:account", so a colon would corrupt the 2FA label);
-/// - case is kept as first written, but two usernames that differ only by
-///   case are the same account (`Alice` signs in as `alice` too).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Username(String);
-
-impl Username {
-    pub const MIN_CHARS: usize = 3;
-    pub const MAX_CHARS: usize = 64;
-
-    pub fn parse(raw: &str) -> Result<Username, Error> {
-        let trimmed = raw.trim();
-        let length = trimmed.chars().count();
-        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&length) {
-            return Err(Error::InvalidUsername(
-                "must be 3 to 64 characters long, not counting surrounding spaces",
-            ));
-        }
-        if trimmed.chars().any(char::is_control) {
-            return Err(Error::InvalidUsername(
-                "must not contain control characters",
-            ));
-        }
-        if trimmed.contains(':') {
-            return Err(Error::InvalidUsername("must not contain ':'"));
-        }
-        Ok(Username(trimmed.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use crate::username::Username;
 
 /// How generate-password came to issue credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,16 +57,33 @@ pub enum Issue {
     Created,
     /// A pending account abandoned past its enrollment window, taken afresh.
     Recreated,
-    /// An expired account, renewed with its renewal token.
+    /// An expired account, renewed with its renewal token: the new password
+    /// is staged until generate-2fa proves it was received.
     Renewed,
 }
 
+/// The account a sign-in succeeded for, as [`authenticate`]'s `on_success`
+/// sees it inside the sign-in transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    /// `users.id`.
+    pub id: i64,
+    /// As stored (the spelling it was created with).
+    pub username: String,
+}
+
 /// What authenticate concluded from valid credentials.
-pub enum SignIn {
+pub enum SignIn<T> {
     /// The credentials are valid and current; the account is active.
-    Authenticated { username: String },
+    /// `on_success` is what the caller's `on_success` returned.
+    Authenticated {
+        id: i64,
+        username: String,
+        on_success: T,
+    },
     /// The credentials are valid but expired; renewal starts with this token.
     Expired {
+        id: i64,
         username: String,
         renewal_token: String,
     },
@@ -98,8 +96,8 @@ pub struct Enrollment {
 }
 
 /// generate-password: stores `password_hash` as the credentials of a new
-/// account, of an abandoned pending one, or of an expired one whose renewal
-/// token is valid. Returns the username as stored.
+/// account or of an abandoned pending one, or stages it as the renewal of an
+/// expired one whose renewal token is valid. Returns the username as stored.
 pub fn issue_password(
     db: &mut Client,
     config: &Config,
@@ -113,9 +111,12 @@ pub fn issue_password(
         return Ok((username.as_str().to_owned(), Issue::Created));
     }
     in_transaction(db, |tx| {
-        let account = lock(tx, username, &config.policy)?;
+        let account = read(tx, username, &config.policy, FOR_UPDATE)?;
+        if let Some(account) = &account {
+            note_account_id(account.id);
+        }
         match (account, renewal_token) {
-            // Deleted since the insert above found it taken: create it now.
+            // Gone since the insert above found it taken: create it now.
             (None, None) => {
                 if !insert_account(tx, username, password_hash)? {
                     return Err(Error::AccountExists);
@@ -123,7 +124,15 @@ pub fn issue_password(
                 Ok((username.as_str().to_owned(), Issue::Created))
             }
             (Some(account), None) if account.enrollment_abandoned => {
-                reset_credentials(tx, &account.username, username.as_str(), password_hash)?;
+                tx.execute_typed(
+                    TAKE_AFRESH,
+                    &[
+                        (&account.id, Type::INT8),
+                        (&username.as_str(), Type::TEXT),
+                        (&username.key(), Type::TEXT),
+                        (&password_hash, Type::TEXT),
+                    ],
+                )?;
                 Ok((username.as_str().to_owned(), Issue::Recreated))
             }
             (Some(_), None) => Err(Error::AccountExists),
@@ -133,10 +142,13 @@ pub fn issue_password(
                         &config.keyring,
                         token,
                         &account.username,
-                        &account.password_hash,
+                        &account.credentials(),
                     ) =>
             {
-                reset_credentials(tx, &account.username, &account.username, password_hash)?;
+                tx.execute_typed(
+                    STAGE_PASSWORD,
+                    &[(&account.id, Type::INT8), (&password_hash, Type::TEXT)],
+                )?;
                 Ok((account.username, Issue::Renewed))
             }
             (_, Some(_)) => Err(Error::InvalidRenewalToken),
@@ -145,7 +157,9 @@ pub fn issue_password(
 }
 
 /// generate-2fa: for a pending account whose password is right, stores a new
-/// TOTP secret (replacing any earlier one) and returns it.
+/// TOTP secret (replacing any earlier one) and returns it. During renewal,
+/// for the new password, it makes that password current and stages the new
+/// secret (again replacing an earlier staged one).
 pub fn enroll_two_factor(
     db: &mut Client,
     config: &Config,
@@ -154,15 +168,32 @@ pub fn enroll_two_factor(
 ) -> Result<Enrollment, Error> {
     let secret = TotpSecret::generate()?;
     let encrypted = config.keyring.encrypt(secret.to_base32().as_bytes());
-    in_transaction(db, |tx| {
-        let account = check_password(tx, username, password, &config.policy)?;
+    // Renewing: the staged password is the one to prove.
+    let which = |account: &Account| {
         if account.expired {
-            return Err(Error::CredentialsExpired);
+            account.renewal_password_hash.clone()
+        } else {
+            None
         }
-        if account.active {
+        .unwrap_or_else(|| account.password_hash.clone())
+    };
+    let verified = verify_unlocked(db, username, password, which, &config.policy)?;
+    in_transaction(db, |tx| {
+        let account = lock_verified(tx, username, password, verified, which, &config.policy)?;
+        let id: (&(dyn ToSql + Sync), Type) = (&account.id, Type::INT8);
+        if account.expired {
+            if account.renewal_password_hash.is_some() {
+                tx.execute_typed(STAGE_SECRET_AND_PROMOTE, &[id, text(&encrypted)])?;
+            } else if account.renewal_mfa_secret.is_some() {
+                tx.execute_typed(STAGE_SECRET, &[id, text(&encrypted)])?;
+            } else {
+                return Err(Error::CredentialsExpired);
+            }
+        } else if account.active {
             return Err(Error::AlreadyEnrolled);
+        } else {
+            tx.execute_typed(STORE_SECRET, &[id, text(&encrypted)])?;
         }
-        tx.execute_typed(STORE_SECRET, &[text(&account.username), text(&encrypted)])?;
         Ok(Enrollment {
             username: account.username,
             secret,
@@ -170,20 +201,39 @@ pub fn enroll_two_factor(
     })
 }
 
-/// authenticate: checks the password, then the code at `unix_time`; the
-/// first success activates the account; valid but expired credentials mark
-/// it expired and yield a renewal token.
-pub fn authenticate(
+/// authenticate: checks the password, then the code at `unix_time`.
+///
+/// The first success activates the account; the first success with a staged
+/// renewal secret confirms the renewal (fresh credentials). For a current
+/// success `on_success` runs inside the same transaction, after the code is
+/// accepted, and its result comes back with the success (sessions are
+/// created there, so that sign-in and session are one transaction). If it
+/// fails with a server fault, the whole sign-in rolls back (the code is not
+/// consumed); a refusal from it would commit what was done, so it should not
+/// refuse. Valid but expired credentials mark the account expired and yield
+/// a renewal token.
+pub fn authenticate<T>(
     db: &mut Client,
     config: &Config,
     username: &Username,
     password: &str,
     code: &str,
     unix_time: u64,
-) -> Result<SignIn, Error> {
+    on_success: impl FnOnce(&mut Transaction, &SignedIn) -> Result<T, Error>,
+) -> Result<SignIn<T>, Error> {
+    let which = |account: &Account| account.password_hash.clone();
+    let verified = verify_unlocked(db, username, password, which, &config.policy)?;
     in_transaction(db, |tx| {
-        let account = check_password(tx, username, password, &config.policy)?;
-        let Some(encrypted) = &account.mfa_secret else {
+        let account = lock_verified(tx, username, password, verified, which, &config.policy)?;
+        // Renewing, with the new password made current by generate-2fa: only
+        // the staged secret's codes count.
+        let confirming_renewal = account.expired && account.renewal_mfa_secret.is_some();
+        let stored = if confirming_renewal {
+            &account.renewal_mfa_secret
+        } else {
+            &account.mfa_secret
+        };
+        let Some(encrypted) = stored else {
             return Err(Error::TwoFactorNotEnrolled);
         };
         let secret = decrypt_secret(config, encrypted)?;
@@ -198,87 +248,147 @@ pub fn authenticate(
             record_failure(tx, &account, &config.policy)?;
             return Err(Error::InvalidCredentials);
         };
+        let id: (&(dyn ToSql + Sync), Type) = (&account.id, Type::INT8);
+        let step_param: (&(dyn ToSql + Sync), Type) = (&step, Type::INT8);
         // Compare-and-set on the step: redundant under the row lock, but it
         // keeps the guarantee even for writers that do not take the lock.
-        let accepted = tx.execute_typed(
-            ACCEPT_CODE,
-            &[
-                text(&account.username),
-                (&step, Type::INT8),
-                (&account.expired, Type::BOOL),
-            ],
-        )?;
+        let accepted = if confirming_renewal {
+            tx.execute_typed(CONFIRM_RENEWAL, &[id.clone(), step_param])?
+        } else {
+            let expired: (&(dyn ToSql + Sync), Type) = (&account.expired, Type::BOOL);
+            tx.execute_typed(ACCEPT_CODE, &[id.clone(), step_param, expired])?
+        };
         if accepted != 1 {
             record_failure(tx, &account, &config.policy)?;
             return Err(Error::InvalidCredentials);
         }
 
-        if account.expired {
+        if account.expired && !confirming_renewal {
             let renewal_token =
-                renewal::issue(&config.keyring, &account.username, &account.password_hash);
-            Ok(SignIn::Expired {
+                renewal::issue(&config.keyring, &account.username, &account.credentials());
+            return Ok(SignIn::Expired {
+                id: account.id,
                 username: account.username,
                 renewal_token,
-            })
-        } else {
-            Ok(SignIn::Authenticated {
-                username: account.username,
-            })
+            });
         }
+        // Hashes made at another cost (an older BCRYPT_COST, the Python
+        // version's 12) are brought to the configured one, so that every
+        // account's check costs what an unknown user's dummy check costs.
+        if password::cost_of(&account.password_hash) != Some(config.policy.bcrypt_cost) {
+            let rehashed = password::hash(password, config.policy.bcrypt_cost)?;
+            tx.execute_typed(REHASH, &[id, text(&rehashed)])?;
+        }
+        let signed_in = SignedIn {
+            id: account.id,
+            username: account.username,
+        };
+        let outcome = on_success(tx, &signed_in)?;
+        Ok(SignIn::Authenticated {
+            id: signed_in.id,
+            username: signed_in.username,
+            on_success: outcome,
+        })
     })
 }
 
-/// An account row as read under lock, with its time-dependent states.
+/// An account row with its time-dependent states.
 struct Account {
-    /// As stored (the case it was created with).
+    id: i64,
+    /// As stored (the spelling it was created with).
     username: String,
     password_hash: String,
     mfa_secret: Option<String>,
+    /// Renewal: the new password, until generate-2fa proves it was received.
+    renewal_password_hash: Option<String>,
+    /// Renewal: the new 2FA secret, until its first good code.
+    renewal_mfa_secret: Option<String>,
     active: bool,
     /// The `expired` flag, or credentials older than six months.
     expired: bool,
-    /// Pending and older than the enrollment window.
+    /// Never activated, never expired, no 2FA but the one our generate-2fa
+    /// stored while pending, and older than the enrollment window.
     enrollment_abandoned: bool,
     locked: bool,
-    /// Consecutive failures, counted from zero again once a lock has elapsed.
+    /// Consecutive failures, across locks, since the last success.
     failed_attempts: i32,
     last_totp_step: Option<i64>,
 }
 
+impl Account {
+    /// What a renewal token is bound to: the credentials in force and any
+    /// staged password, so that staging one spends the token.
+    fn credentials(&self) -> String {
+        match &self.renewal_password_hash {
+            None => self.password_hash.clone(),
+            Some(staged) => format!("{}\n{}", self.password_hash, staged),
+        }
+    }
+}
+
 /// Credentials live six calendar months, as PostgreSQL's interval arithmetic
-/// counts them (31 August + 6 months = 28 or 29 February).
-const LOCK_ACCOUNT: &str = "
-    SELECT username, password_hash, mfa_secret,
+/// counts them (31 August + 6 months = 28 or 29 February). `{lock}` is
+/// `FOR UPDATE` or nothing.
+const READ_ACCOUNT: &str = "
+    SELECT id::bigint, username, password_hash, mfa_secret, renewal_password_hash, renewal_mfa_secret,
            activated_at IS NOT NULL,
            expired OR created_at < now() - interval '6 months',
-           activated_at IS NULL AND created_at < now() - make_interval(secs => $2),
+           activated_at IS NULL AND NOT expired
+               AND renewal_password_hash IS NULL AND renewal_mfa_secret IS NULL
+               AND (mfa_secret IS NULL OR mfa_secret = pending_mfa_secret)
+               AND created_at < now() - make_interval(secs => $2),
            coalesce(locked_until > now(), false),
-           CASE WHEN locked_until <= now() THEN 0 ELSE failed_attempts END,
+           failed_attempts,
            last_totp_step
       FROM users
-     WHERE lower(username) = lower($1)
-       FOR UPDATE";
+     WHERE username_key = $1";
 
-/// Returns a row when the account was created, none when the username (in
-/// any case) is taken.
+const FOR_UPDATE: bool = true;
+const NO_LOCK: bool = false;
+
+/// Returns a row when the account was created, none when the username (as
+/// compared) is taken.
 const INSERT_ACCOUNT: &str = "
-    INSERT INTO users (username, password_hash, created_at, expired)
-    VALUES ($1, $2, now(), false)
+    INSERT INTO users (username, username_key, password_hash, created_at, expired)
+    VALUES ($1, $2, $3, now(), false)
     ON CONFLICT DO NOTHING
     RETURNING 1";
 
-/// New credentials: everything about the old ones is forgotten.
-const RESET_CREDENTIALS: &str = "
+/// An abandoned pending account for its new owner: everything about the old
+/// one is forgotten.
+const TAKE_AFRESH: &str = "
     UPDATE users
-       SET username = $2, password_hash = $3, created_at = now(), expired = false,
-           mfa_secret = NULL, activated_at = NULL, last_totp_step = NULL,
-           failed_attempts = 0, locked_until = NULL
-     WHERE username = $1";
+       SET username = $2, username_key = $3, password_hash = $4, created_at = now(),
+           expired = false, mfa_secret = NULL, pending_mfa_secret = NULL,
+           renewal_password_hash = NULL, renewal_mfa_secret = NULL,
+           activated_at = NULL, last_totp_step = NULL, failed_attempts = 0, locked_until = NULL
+     WHERE id = $1";
 
+/// Renewal, first step: the new password waits beside the old credentials.
+const STAGE_PASSWORD: &str = "
+    UPDATE users
+       SET renewal_password_hash = $2, renewal_mfa_secret = NULL
+     WHERE id = $1";
+
+/// Renewal, second step: the new password was received; it becomes current
+/// and the new secret waits for its first code.
+const STAGE_SECRET_AND_PROMOTE: &str = "
+    UPDATE users
+       SET password_hash = renewal_password_hash, renewal_password_hash = NULL,
+           renewal_mfa_secret = $2, last_totp_step = NULL
+     WHERE id = $1";
+
+/// Renewal, second step again: the staged secret's QR code was lost.
+const STAGE_SECRET: &str = "
+    UPDATE users SET renewal_mfa_secret = $2, last_totp_step = NULL WHERE id = $1";
+
+/// A pending account's secret; `pending_mfa_secret` marks it as ours, so
+/// that a secret the Python version wrote is never mistaken for one.
 const STORE_SECRET: &str = "
     UPDATE users
-       SET mfa_secret = $2, last_totp_step = NULL, failed_attempts = 0, locked_until = NULL
-     WHERE username = $1";
+       SET mfa_secret = $2, pending_mfa_secret = $2, last_totp_step = NULL,
+           failed_attempts = 0, locked_until = NULL
+     WHERE id = $1";
 
 /// $3: the credentials are expired, so the code is consumed but the account
 /// is marked expired instead of being activated.
@@ -286,16 +396,34 @@ const ACCEPT_CODE: &str = "
     UPDATE users
        SET last_totp_step = $2, failed_attempts = 0, locked_until = NULL,
            activated_at = CASE WHEN $3 THEN activated_at ELSE coalesce(activated_at, now()) END,
+           pending_mfa_secret = CASE WHEN $3 THEN pending_mfa_secret END,
            expired = expired OR $3
-     WHERE username = $1
+     WHERE id = $1
        AND (last_totp_step IS NULL OR last_totp_step < $2)";
 
+/// Renewal, last step: the staged secret's first good code. The new
+/// credentials are in force from now.
+const CONFIRM_RENEWAL: &str = "
+    UPDATE users
+       SET mfa_secret = renewal_mfa_secret, renewal_mfa_secret = NULL,
+           renewal_password_hash = NULL, pending_mfa_secret = NULL,
+           created_at = now(), expired = false,
+           activated_at = coalesce(activated_at, now()),
+           last_totp_step = $2, failed_attempts = 0, locked_until = NULL
+     WHERE id = $1
+       AND renewal_mfa_secret IS NOT NULL
+       AND (last_totp_step IS NULL OR last_totp_step < $2)";
+
+const REHASH: &str = "UPDATE users SET password_hash = $2 WHERE id = $1";
+
+/// $3: lock for good; else $4 > 0: lock for $4 seconds; else no new lock.
 const RECORD_FAILURE: &str = "
     UPDATE users
        SET failed_attempts = $2,
-           locked_until = CASE WHEN $2::integer >= $3::integer
-                               THEN now() + make_interval(secs => $4) END
-     WHERE username = $1";
+           locked_until = CASE WHEN $3 THEN 'infinity'::timestamptz
+                               WHEN $4 > 0 THEN now() + make_interval(secs => $4)
+                               ELSE locked_until END
+     WHERE id = $1";
 
 /// Runs `work` in a transaction: committed when it succeeds or refuses,
 /// rolled back on a server fault.
@@ -320,7 +448,7 @@ fn text(value: &String) -> (&(dyn ToSql + Sync), Type) {
 /// Inserts a new pending account; false when the username is taken. Runs on
 /// a client (its own transaction) or inside one.
 fn insert_account(
-    db: &mut impl postgres::GenericClient,
+    db: &mut impl GenericClient,
     username: &Username,
     password_hash: &str,
 ) -> Result<bool, Error> {
@@ -328,92 +456,157 @@ fn insert_account(
         INSERT_ACCOUNT,
         &[
             (&username.as_str(), Type::TEXT),
+            (&username.key(), Type::TEXT),
             (&password_hash, Type::TEXT),
         ],
     )?;
     Ok(row.is_some())
 }
 
-/// Locks and reads the account, if there is one.
-fn lock(
-    tx: &mut Transaction,
+/// Reads the account, if there is one; locks its row when `for_update`.
+fn read(
+    db: &mut impl GenericClient,
     username: &Username,
     policy: &Policy,
+    for_update: bool,
 ) -> Result<Option<Account>, Error> {
     let window = f64::from(policy.enrollment_window_seconds);
-    let row = tx.query_typed_opt(
-        LOCK_ACCOUNT,
-        &[(&username.as_str(), Type::TEXT), (&window, Type::FLOAT8)],
+    let statement = if for_update {
+        format!("{READ_ACCOUNT} FOR UPDATE")
+    } else {
+        READ_ACCOUNT.to_owned()
+    };
+    let row = db.query_typed_opt(
+        &statement,
+        &[(&username.key(), Type::TEXT), (&window, Type::FLOAT8)],
     )?;
     Ok(row.map(|row| Account {
-        username: row.get(0),
-        password_hash: row.get(1),
-        mfa_secret: row.get(2),
-        active: row.get(3),
-        expired: row.get(4),
-        enrollment_abandoned: row.get(5),
-        locked: row.get(6),
-        failed_attempts: row.get(7),
-        last_totp_step: row.get(8),
+        id: row.get(0),
+        username: row.get(1),
+        password_hash: row.get(2),
+        mfa_secret: row.get(3),
+        renewal_password_hash: row.get(4),
+        renewal_mfa_secret: row.get(5),
+        active: row.get(6),
+        expired: row.get(7),
+        enrollment_abandoned: row.get(8),
+        locked: row.get(9),
+        failed_attempts: row.get(10),
+        last_totp_step: row.get(11),
     }))
 }
 
-/// Locks the account and checks its password. Unknown and locked accounts
-/// spend a bcrypt check's time too and get the same refusal as a wrong
-/// password; a wrong password counts as a failure.
-fn check_password(
+/// The outcome of the password check made before the row is locked: which
+/// hash was checked (none for an unknown account), and whether the password
+/// matched it.
+struct Verified {
+    hash: Option<String>,
+    matches: bool,
+}
+
+/// Checks the password against the hash `which` picks, without any lock.
+/// An unknown account spends a dummy check at the configured cost; a locked
+/// one gets its real check (so it costs the same as a wrong password). Both
+/// are refused by [`lock_verified`], after the same transaction as the
+/// others, so that no refusal is quicker than another.
+fn verify_unlocked(
+    db: &mut Client,
+    username: &Username,
+    password: &str,
+    which: impl Fn(&Account) -> String,
+    policy: &Policy,
+) -> Result<Verified, Error> {
+    let Some(account) = read(db, username, policy, NO_LOCK)? else {
+        password::verify_nothing(password, policy.bcrypt_cost);
+        return Ok(Verified {
+            hash: None,
+            matches: false,
+        });
+    };
+    note_account_id(account.id);
+    let hash = which(&account);
+    let matches = password::verify(password, &hash);
+    Ok(Verified {
+        hash: Some(hash),
+        matches,
+    })
+}
+
+/// Locks the account checked by [`verify_unlocked`] and returns it when the
+/// password was right and the account is not locked. A wrong password counts
+/// as a failure. Should the hash have changed in between (a concurrent
+/// renewal or rehash), the password is checked again against the new one.
+fn lock_verified(
     tx: &mut Transaction,
     username: &Username,
     password: &str,
+    verified: Verified,
+    which: impl Fn(&Account) -> String,
     policy: &Policy,
 ) -> Result<Account, Error> {
-    match lock(tx, username, policy)? {
-        Some(account) if !account.locked => {
-            if password::verify(password, &account.password_hash) {
-                Ok(account)
-            } else {
-                record_failure(tx, &account, policy)?;
-                Err(Error::InvalidCredentials)
-            }
-        }
-        _ => {
-            password::verify_nothing(password, policy.bcrypt_cost);
-            Err(Error::InvalidCredentials)
-        }
+    let Some(account) = read(tx, username, policy, FOR_UPDATE)? else {
+        return Err(Error::InvalidCredentials);
+    };
+    if account.locked {
+        return Err(Error::InvalidCredentials);
     }
+    note_account_id(account.id);
+    let hash = which(&account);
+    let matches = if verified.hash.as_ref() == Some(&hash) {
+        verified.matches
+    } else {
+        password::verify(password, &hash)
+    };
+    if !matches {
+        record_failure(tx, &account, policy)?;
+        return Err(Error::InvalidCredentials);
+    }
+    Ok(account)
 }
 
-/// Gives the account new credentials (and, when an abandoned account is
-/// taken afresh, its new owner's spelling of the username).
-fn reset_credentials(
-    tx: &mut Transaction,
-    stored_username: &str,
-    new_username: &str,
-    password_hash: &str,
-) -> Result<(), Error> {
-    tx.execute_typed(
-        RESET_CREDENTIALS,
-        &[
-            (&stored_username, Type::TEXT),
-            (&new_username, Type::TEXT),
-            (&password_hash, Type::TEXT),
-        ],
-    )?;
-    Ok(())
+/// How a failure changes the account's lock.
+#[derive(Debug, PartialEq)]
+enum Lock {
+    /// Not at a threshold: the account stays as it is.
+    Unchanged,
+    /// Locked for this many seconds.
+    For(f64),
+    /// At the hard limit: locked until an operator unlocks it.
+    ForGood,
 }
 
-/// Counts one more consecutive failure, locking the account at the threshold.
+/// Failures count across locks until a success. Every
+/// `max_failed_attempts`-th failure locks the account, the first time for
+/// `lockout_seconds`, then twice as long each time, up to
+/// `lockout_max_seconds`; the `hard_lock_attempts`-th locks it for good.
+fn lock_after(failures: u32, policy: &Policy) -> Lock {
+    if failures >= policy.hard_lock_attempts {
+        return Lock::ForGood;
+    }
+    if !failures.is_multiple_of(policy.max_failed_attempts) {
+        return Lock::Unchanged;
+    }
+    // Doublings beyond 40 exceed any allowed cap already.
+    let doublings = (failures / policy.max_failed_attempts - 1).min(40);
+    let seconds = f64::from(policy.lockout_seconds) * 2f64.powi(doublings as i32);
+    Lock::For(seconds.min(f64::from(policy.lockout_max_seconds)))
+}
+
+/// Counts one more consecutive failure, locking the account at a threshold.
 fn record_failure(tx: &mut Transaction, account: &Account, policy: &Policy) -> Result<(), Error> {
     let failures = account.failed_attempts.saturating_add(1);
-    let threshold = i32::try_from(policy.max_failed_attempts).unwrap_or(i32::MAX);
-    let lockout = f64::from(policy.lockout_seconds);
+    let (for_good, seconds) = match lock_after(u32::try_from(failures).unwrap_or(0), policy) {
+        Lock::Unchanged => (false, 0.0),
+        Lock::For(seconds) => (false, seconds),
+        Lock::ForGood => (true, 0.0),
+    };
     tx.execute_typed(
         RECORD_FAILURE,
         &[
-            text(&account.username),
+            (&account.id, Type::INT8),
             (&failures, Type::INT4),
-            (&threshold, Type::INT4),
-            (&lockout, Type::FLOAT8),
+            (&for_good, Type::BOOL),
+            (&seconds, Type::FLOAT8),
         ],
     )?;
     Ok(())
@@ -436,29 +629,34 @@ fn decrypt_secret(config: &Config, encrypted: &str) -> Result<TotpSecret, Error>
 mod tests {
     use super::*;
 
-    #[test]
-    fn usernames_are_trimmed_and_checked() {
-        assert_eq!(
-            Username::parse("  Pierre Goujet \n").unwrap().as_str(),
-            "Pierre Goujet"
-        );
-        assert_eq!(Username::parse("ébè").unwrap().as_str(), "ébè");
-        assert!(Username::parse(&"x".repeat(64)).is_ok());
-        for bad in [
-            "ab",
-            "  ab  ",
-            "",
-            &"x".repeat(65),
-            "ali\u{0}ce",
-            "ali\tce",
-            "a:b:c",
-            "bell\u{7}",
-        ] {
-            assert_eq!(
-                Username::parse(bad).unwrap_err().code(),
-                "invalid_username",
-                "{bad:?}"
-            );
+    fn policy(max: u32, lockout: u32, cap: u32, hard: u32) -> Policy {
+        Policy {
+            bcrypt_cost: 10,
+            max_failed_attempts: max,
+            lockout_seconds: lockout,
+            lockout_max_seconds: cap,
+            hard_lock_attempts: hard,
+            enrollment_window_seconds: 900,
         }
+    }
+
+    #[test]
+    fn locks_double_up_to_the_cap_and_the_hard_limit_is_for_good() {
+        let p = policy(5, 300, 3600, 100);
+        assert_eq!(lock_after(1, &p), Lock::Unchanged);
+        assert_eq!(lock_after(4, &p), Lock::Unchanged);
+        assert_eq!(lock_after(5, &p), Lock::For(300.0));
+        assert_eq!(lock_after(6, &p), Lock::Unchanged);
+        assert_eq!(lock_after(10, &p), Lock::For(600.0));
+        assert_eq!(lock_after(15, &p), Lock::For(1200.0));
+        assert_eq!(lock_after(20, &p), Lock::For(2400.0));
+        assert_eq!(lock_after(25, &p), Lock::For(3600.0));
+        assert_eq!(lock_after(95, &p), Lock::For(3600.0));
+        assert_eq!(lock_after(99, &p), Lock::Unchanged);
+        assert_eq!(lock_after(100, &p), Lock::ForGood);
+        assert_eq!(lock_after(1000, &p), Lock::ForGood);
+        // Extreme settings neither overflow nor go below one lock.
+        let p = policy(1, 86_400, 31_536_000, 100_000);
+        assert_eq!(lock_after(99_999, &p), Lock::For(31_536_000.0));
     }
 }

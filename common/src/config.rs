@@ -34,9 +34,11 @@ const BCRYPT_COST: &str = "BCRYPT_COST";
 const MAX_FAILED_ATTEMPTS: &str = "MAX_FAILED_ATTEMPTS";
 const LOCKOUT_SECONDS: &str = "LOCKOUT_SECONDS";
 const ENROLLMENT_WINDOW_SECONDS: &str = "ENROLLMENT_WINDOW_SECONDS";
+const LOCKOUT_MAX_SECONDS: &str = "LOCKOUT_MAX_SECONDS";
+const HARD_LOCK_ATTEMPTS: &str = "HARD_LOCK_ATTEMPTS";
 
 /// The environment variables every function reads, besides [`SECRETS_DIR`].
-pub const SETTINGS: [&str; 7] = [
+pub const SETTINGS: [&str; 9] = [
     POSTGRES_HOST,
     POSTGRES_PORT,
     POSTGRES_DB,
@@ -44,6 +46,8 @@ pub const SETTINGS: [&str; 7] = [
     MAX_FAILED_ATTEMPTS,
     LOCKOUT_SECONDS,
     ENROLLMENT_WINDOW_SECONDS,
+    LOCKOUT_MAX_SECONDS,
+    HARD_LOCK_ATTEMPTS,
 ];
 
 /// Overrides [`DEFAULT_SECRETS_DIR`]; only local runs set it.
@@ -76,8 +80,15 @@ pub struct Policy {
     pub bcrypt_cost: u32,
     /// Consecutive failures that lock an account (`MAX_FAILED_ATTEMPTS`, default 5).
     pub max_failed_attempts: u32,
-    /// How long a lock lasts (`LOCKOUT_SECONDS`, default 300).
+    /// How long the first lock lasts (`LOCKOUT_SECONDS`, default 300); each
+    /// further lock without a success in between lasts twice as long.
     pub lockout_seconds: u32,
+    /// The longest a lock lasts, however many came before
+    /// (`LOCKOUT_MAX_SECONDS`, default 86400).
+    pub lockout_max_seconds: u32,
+    /// Consecutive failures (across locks) after which the account stays
+    /// locked until an operator unlocks it (`HARD_LOCK_ATTEMPTS`, default 100).
+    pub hard_lock_attempts: u32,
     /// How long a new account may stay pending before its username can be
     /// taken afresh (`ENROLLMENT_WINDOW_SECONDS`, default 900).
     pub enrollment_window_seconds: u32,
@@ -119,6 +130,8 @@ impl Config {
             max_failed_attempts: number(&env, MAX_FAILED_ATTEMPTS, 5, 1..=1000)?,
             lockout_seconds: number(&env, LOCKOUT_SECONDS, 300, 1..=86_400)?,
             enrollment_window_seconds: number(&env, ENROLLMENT_WINDOW_SECONDS, 900, 60..=604_800)?,
+            lockout_max_seconds: number(&env, LOCKOUT_MAX_SECONDS, 86_400, 1..=31_536_000)?,
+            hard_lock_attempts: number(&env, HARD_LOCK_ATTEMPTS, 100, 1..=100_000)?,
         };
         Ok(Config {
             database,
@@ -161,7 +174,10 @@ fn read_secret(dir: &Path, name: &str) -> Result<String, Error> {
             std::io::ErrorKind::InvalidData => "is not valid UTF-8",
             _ => "cannot be read",
         };
-        Error::Config(format!("secret {name} {problem} ({})", path.display()))
+        Error::SecretFile {
+            message: format!("secret {name} {problem}"),
+            path: format!("{}: {e}", path.display()),
+        }
     })?;
     let text = text.trim();
     if text.is_empty() {
@@ -208,6 +224,11 @@ mod tests {
     fn config_error(result: Result<Config, Error>) -> String {
         match result {
             Err(Error::Config(message)) => message,
+            Err(Error::SecretFile { message, path }) => {
+                assert!(!message.contains('/'), "a path in {message}");
+                assert!(path.contains("cofrap-config-test"), "{path}");
+                message
+            }
             Err(other) => panic!("expected a configuration error, got {other:?}"),
             Ok(_) => panic!("expected a configuration error"),
         }
@@ -224,6 +245,8 @@ mod tests {
         assert_eq!(config.policy.max_failed_attempts, 5);
         assert_eq!(config.policy.lockout_seconds, 300);
         assert_eq!(config.policy.enrollment_window_seconds, 900);
+        assert_eq!(config.policy.lockout_max_seconds, 86_400);
+        assert_eq!(config.policy.hard_lock_attempts, 100);
     }
 
     #[test]

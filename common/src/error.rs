@@ -64,10 +64,16 @@ pub enum Error {
     /// generate-password: the renewal token is missing its mark (forged,
     /// expired, used, or for another account).
     InvalidRenewalToken,
+    /// A browser marked the request as sent from another web site
+    /// (see [`crate::cross_site`]).
+    CrossSiteRequest,
 
     // --- The server is at fault ---
     /// A setting or secret is missing or malformed; the message names it.
     Config(String),
+    /// A secret file cannot be used; the message names the secret, the log
+    /// detail carries the path (clients never see file paths).
+    SecretFile { message: String, path: String },
     /// The database cannot be reached or refused the login.
     DatabaseUnavailable(String),
     /// The schema was never applied (`make db-migrate`).
@@ -102,7 +108,8 @@ impl Error {
             Error::TwoFactorNotEnrolled => "two_factor_not_enrolled",
             Error::CredentialsExpired => "credentials_expired",
             Error::InvalidRenewalToken => "invalid_renewal_token",
-            Error::Config(_) => "configuration_error",
+            Error::CrossSiteRequest => "cross_site_request",
+            Error::Config(_) | Error::SecretFile { .. } => "configuration_error",
             Error::DatabaseUnavailable(_) => "database_unavailable",
             Error::SchemaMissing => "schema_missing",
             Error::SchemaOutdated { .. } => "schema_outdated",
@@ -117,6 +124,7 @@ impl Error {
         matches!(
             self,
             Error::Config(_)
+                | Error::SecretFile { .. }
                 | Error::DatabaseUnavailable(_)
                 | Error::SchemaMissing
                 | Error::SchemaOutdated { .. }
@@ -150,6 +158,7 @@ impl Error {
         match self {
             Error::DatabaseUnavailable(detail) | Error::Database(detail) => Some(detail),
             Error::Internal(detail) => Some(detail),
+            Error::SecretFile { path, .. } => Some(path),
             _ => None,
         }
     }
@@ -207,7 +216,13 @@ impl fmt::Display for Error {
                 "The renewal token is not valid: it may have expired or been used already. \
                  Sign in again to get a new one.",
             ),
-            Error::Config(what) => write!(f, "The function is misconfigured: {what}."),
+            Error::CrossSiteRequest => f.write_str(
+                "This request was sent by another web site and was refused; \
+                 use the COFRAP page itself.",
+            ),
+            Error::Config(what) | Error::SecretFile { message: what, .. } => {
+                write!(f, "The function is misconfigured: {what}.")
+            }
             Error::DatabaseUnavailable(_) => f.write_str("The database is unavailable."),
             Error::SchemaMissing => f.write_str(
                 "The database schema is missing; an operator must run `make db-migrate`.",
@@ -288,7 +303,12 @@ mod tests {
             Error::TwoFactorNotEnrolled,
             Error::CredentialsExpired,
             Error::InvalidRenewalToken,
+            Error::CrossSiteRequest,
             Error::Config(String::new()),
+            Error::SecretFile {
+                message: String::new(),
+                path: String::new(),
+            },
             Error::DatabaseUnavailable(String::new()),
             Error::SchemaMissing,
             Error::SchemaOutdated {

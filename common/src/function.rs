@@ -4,7 +4,16 @@
 //!
 //! A function binary implements [`Function`] and calls [`main`]; everything
 //! the watchdog contract promises (one object on stdout, exit status, the log
-//! line, no panic text) is kept here, once.
+//! line, no panic text) is kept here, once. So is what every function must
+//! refuse whatever it does: requests a browser marks as coming from another
+//! web site ([`crate::cross_site`]).
+//!
+//! Account-level outcomes are logged with the account's numeric id, so that
+//! an operator can see a campaign against one account without the log ever
+//! holding a username: whatever code identifies the account calls
+//! [`note_account_id`], and the invocation's log line carries
+//! `"account_id": 42`. Each invocation is a process of its own, so one
+//! process-wide slot is exactly one request's.
 
 use crate::config::Config;
 use crate::db;
@@ -14,7 +23,23 @@ use postgres::Client;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
+
+/// The id of the account this invocation concerns, once known; 0 for none
+/// (identity ids start at 1).
+static ACCOUNT_ID: AtomicI64 = AtomicI64::new(0);
+
+/// Records which account this invocation concerns, for its log line. Called
+/// as soon as an account is identified, so refusals are logged with it too.
+pub fn note_account_id(id: i64) {
+    ACCOUNT_ID.store(id, Ordering::Relaxed);
+}
+
+/// The account recorded by [`note_account_id`], if any.
+fn noted_account_id() -> Option<i64> {
+    Some(ACCOUNT_ID.load(Ordering::Relaxed)).filter(|id| *id != 0)
+}
 
 /// One function of the system.
 pub trait Function {
@@ -31,6 +56,13 @@ pub trait Function {
 
     /// Does the work and returns the response object.
     fn execute(request: Self::Request, config: &Config, db: &mut Client) -> Result<Value, Error>;
+
+    /// Shapes every error answer of this function, whatever the error, from
+    /// malformed input to server faults (authenticate adds
+    /// `"authenticated": false`, which its clients test). Unchanged by default.
+    fn shape_error(body: Value) -> Value {
+        body
+    }
 }
 
 /// Runs one invocation of `F` on stdin and stdout; the binary's `main`.
@@ -41,7 +73,11 @@ pub fn main<F: Function>() -> ExitCode {
     let outcome = serve::<F>();
     let (body, status, detail) = match &outcome {
         Ok(body) => (body.clone(), 0, None),
-        Err(error) => (error.to_json(), error.exit_status(), error.log_detail()),
+        Err(error) => (
+            F::shape_error(error.to_json()),
+            error.exit_status(),
+            error.log_detail(),
+        ),
     };
     // A success can still carry a code (authenticate's credentials_expired).
     let code = body["code"].as_str().unwrap_or("ok").to_owned();
@@ -56,6 +92,7 @@ pub fn main<F: Function>() -> ExitCode {
 
 fn serve<F: Function>() -> Result<Value, Error> {
     let body = protocol::read_body(std::io::stdin().lock())?;
+    crate::cross_site::check(|name| std::env::var(name).ok())?;
     let request = F::parse(Fields::parse(&body, F::FIELDS)?)?;
     let config = Config::from_env()?;
     let mut db = db::connect(&config.database, F::NAME)?;
@@ -64,14 +101,17 @@ fn serve<F: Function>() -> Result<Value, Error> {
 }
 
 /// Writes the invocation's one log line on stderr: function, outcome code,
-/// duration, and for server faults the operator's detail. Nothing from the
-/// request is logged.
+/// duration, the account's numeric id when one was identified, and for
+/// server faults the operator's detail. Nothing from the request is logged.
 pub fn log(function: &str, outcome: &str, started: Instant, detail: Option<&str>) {
     let mut line = json!({
         "function": function,
         "outcome": outcome,
         "duration_ms": started.elapsed().as_millis() as u64,
     });
+    if let Some(id) = noted_account_id() {
+        line["account_id"] = Value::from(id);
+    }
     if let Some(detail) = detail {
         line["detail"] = Value::from(detail);
     }

@@ -10,7 +10,9 @@
 //! - [`error`]: the one error type and its mapping to JSON and exit status;
 //! - [`config`]: settings (environment) and secrets (files);
 //! - [`db`]: the connection and the schema check;
+//! - [`cross_site`]: refusing requests other web sites make browsers send;
 //! - [`account`]: the account lifecycle (pending, active, expired);
+//! - [`username`]: valid usernames, and when two are the same account;
 //! - [`password`]: generating, hashing and checking passwords;
 //! - [`totp`]: TOTP secrets, codes and the otpauth URI;
 //! - [`encryption`]: Fernet with key rotation;
@@ -19,6 +21,7 @@
 
 pub mod account;
 pub mod config;
+pub mod cross_site;
 pub mod db;
 pub mod encryption;
 pub mod error;
@@ -28,5 +31,6 @@ pub mod protocol;
 pub mod qr;
 pub mod renewal;
 pub mod totp;
+pub mod username;
 
 pub use error::Error;

@@ -104,8 +104,19 @@ pub fn verify(password: &str, hash: &str) -> bool {
     bcrypt::verify(password, hash).unwrap_or(false)
 }
 
+/// The work factor of a bcrypt hash (`$2b$12$...` gives 12), if it is one.
+pub fn cost_of(hash: &str) -> Option<u32> {
+    let mut fields = hash.split('$');
+    match (fields.next(), fields.next(), fields.next()) {
+        (Some(""), Some("2a" | "2b" | "2y"), Some(cost)) if cost.len() == 2 => cost.parse().ok(),
+        _ => None,
+    }
+}
+
 /// Spends the time of a real check without having a hash to check against,
-/// so that an unknown or locked account answers as slowly as a wrong password.
+/// so that an unknown account answers as slowly as a wrong password. `cost`
+/// is the configured one: every account's hash is brought to it at its next
+/// sign-in. (A locked account gets a real check of its own hash instead.)
 pub fn verify_nothing(password: &str, cost: u32) {
     let _ = bcrypt::verify(password, &dummy_hash(cost));
 }
@@ -194,5 +205,9 @@ mod tests {
         assert!(!verify("wrong horse", &hashed));
         assert!(!verify("correct horse", "not a bcrypt hash"));
         assert_eq!(bcrypt::verify("anything", &dummy_hash(4)).ok(), Some(false));
+        assert_eq!(cost_of(&hashed), Some(4));
+        assert_eq!(cost_of(&dummy_hash(13)), Some(13));
+        assert_eq!(cost_of("not a bcrypt hash"), None);
+        assert_eq!(cost_of("$2b$x$"), None);
     }
 }

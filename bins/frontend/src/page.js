@@ -2,6 +2,15 @@
 // The COFRAP sign-in page. It calls the functions on the same origin
 // (/function/<name>), keeps the password only in memory for the few steps of
 // an enrollment, and shows a message for every error code they can return.
+//
+// Secrets leave the page as soon as their step is done: the password QR code
+// once generate-2fa has accepted the typed password, the 2FA QR code and its
+// manual key once the first code is accepted, everything at sign-out (the
+// images' data and the texts are removed from the DOM, the variables
+// emptied). The page is revealed only when it is not inside a frame: a
+// Content-Security-Policy in a meta tag cannot carry frame-ancestors and the
+// classic watchdog sends no header of ours, so a framing site (clickjacking)
+// gets an empty page instead.
 
 const MESSAGES = {
   request_too_large: "The request is too large.",
@@ -13,10 +22,11 @@ const MESSAGES = {
   unknown_field: "The request could not be read.",
   missing_field: "Please fill in every field.",
   invalid_field_type: "Please fill in every field.",
-  invalid_username: "The username must be 3 to 64 characters, without control characters or ':'.",
+  invalid_username: "The username must be 3 to 64 characters in one script (letters, digits, symbols and single spaces), without ':' or invisible characters.",
   invalid_field: "Check the fields: the password is 1 to 72 characters, the code is the 6 digits of your app.",
   account_exists: "This username is already taken. Choose another one, or sign in.",
   invalid_renewal_token: "The renewal has expired. Sign in again to start it over.",
+  cross_site_request: "This request came from another web site and was refused. Open the COFRAP page directly.",
   invalid_credentials: "The username, password or code is not valid.",
   already_enrolled: "Two-factor authentication is already active for this account. Sign in instead.",
   credentials_expired: "Your credentials have expired: sign in to renew them.",
@@ -101,9 +111,24 @@ function showPassword(answer, intro) {
   show("password-step");
 }
 
-function signedIn(username, text) {
+// Removes a QR code's image data from the DOM.
+function forgetImage(id) {
+  $(id).removeAttribute("src");
+}
+
+// Forgets every secret an enrollment showed or kept.
+function forgetSecrets() {
+  forgetImage("password-qr");
+  forgetImage("totp-qr");
+  $("manual-key").textContent = "";
+  $("password-typed").value = "";
+  $("totp-code").value = "";
   state.password = "";
   state.renewalToken = null;
+}
+
+function signedIn(username, text) {
+  forgetSecrets();
   $("done-text").textContent = text.replace("{user}", username);
   say("", false);
   show("done");
@@ -151,6 +176,7 @@ onSubmit("password-form", async (form) => {
   const answer = await call("generate-2fa", { username: state.username, password: state.password });
   if (answer.qr_code_2fa_base64) {
     form.password.value = "";
+    forgetImage("password-qr");
     $("totp-qr").src = "data:image/png;base64," + answer.qr_code_2fa_base64;
     $("manual-key").textContent = answer.manual_entry_key;
     $("totp-code").value = "";
@@ -179,4 +205,22 @@ onSubmit("totp-form", async (form) => {
 
 $("to-create").addEventListener("click", () => { say("", false); show("create"); });
 $("create-back").addEventListener("click", () => { say("", false); show("signin"); });
-$("sign-out").addEventListener("click", () => { say("", false); show("signin"); });
+$("sign-out").addEventListener("click", () => {
+  forgetSecrets();
+  $("done-text").textContent = "";
+  for (const field of document.querySelectorAll("input")) field.value = "";
+  say("", false);
+  show("signin");
+});
+
+// Inside a frame the page shows nothing usable: the forms are removed.
+if (window.top === window.self) {
+  $("app").hidden = false;
+  show("signin");
+} else {
+  $("app").remove();
+  const notice = document.createElement("p");
+  notice.id = "framed";
+  notice.textContent = "This page cannot be used inside another page. Open it directly.";
+  document.body.prepend(notice);
+}

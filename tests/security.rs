@@ -1,0 +1,605 @@
+//! What an attacker tries, through the binaries on a real PostgreSQL:
+//! taking an account over through renewal, guessing codes across locks,
+//! look-alike usernames, requests made by other web sites; and what the
+//! operator sees (the account's id in the log, never a path or a username).
+
+use cofrap_tests::*;
+use serde_json::{json, Value};
+use std::process::Command;
+
+fn sql(functions: &Functions, statement: &str, username: &str) {
+    functions.db().execute(statement, &[&username]).unwrap();
+}
+
+fn sign_in(functions: &Functions, username: &str, password: &str, code: &str) -> Output {
+    functions.run(
+        "authenticate",
+        json!({"username": username, "password": password, "totp_code": code})
+            .to_string()
+            .as_bytes(),
+    )
+}
+
+/// A code that is not the secret's for any step near now.
+fn wrong_code(secret: &str) -> String {
+    let step = current_step();
+    let near: Vec<String> = (step - 2..=step + 2)
+        .map(|s| code_at(secret, s * 30))
+        .collect();
+    (0..)
+        .map(|n| format!("{:06}", n * 7919 % 1_000_000))
+        .find(|c| !near.contains(c))
+        .unwrap()
+}
+
+fn account_id(functions: &Functions, username: &str) -> i64 {
+    functions
+        .db()
+        .query_one("SELECT id FROM users WHERE username = $1", &[&username])
+        .unwrap()
+        .get(0)
+}
+
+/// An active account whose credentials are seven months old and whose owner
+/// has just signed in: returns the password, the secret, the renewal token
+/// and the last step used (the next one is still within the window).
+fn renewing_account(functions: &Functions, user: &str) -> (String, String, String, u64) {
+    let (password, secret) = functions.enrolled_account(user);
+    let step = current_step();
+    assert_eq!(
+        functions.authenticate(user, &password, &secret, step - 1)["authenticated"],
+        true
+    );
+    sql(
+        functions,
+        "UPDATE users SET created_at = now() - interval '7 months' WHERE username = $1",
+        user,
+    );
+    let response = functions.authenticate(user, &password, &secret, step);
+    assert_eq!(response["code"], "credentials_expired");
+    let token = response["renewal_token"].as_str().unwrap().to_owned();
+    (password, secret, token, step)
+}
+
+fn renew(functions: &Functions, user: &str, token: &str) -> Value {
+    functions.call(
+        "generate-password",
+        json!({"username": user, "renewal_token": token}),
+    )
+}
+
+#[test]
+fn an_interrupted_renewal_cannot_be_taken_over() {
+    // The reproduction of the report: ENROLLMENT_WINDOW_SECONDS=60, activate,
+    // age by seven months, sign in (token), renew, let the window pass,
+    // generate-password without a token.
+    let mut functions = Functions::new();
+    functions.set("ENROLLMENT_WINDOW_SECONDS", "60");
+    let user = unique("takeover");
+    let (_, _, token, _) = renewing_account(&functions, &user);
+    let new_password = decode_qr(
+        renew(&functions, &user, &token)["qr_code_base64"]
+            .as_str()
+            .unwrap(),
+    );
+    // The window has passed, as far as the database can tell.
+    sql(
+        &functions,
+        "UPDATE users SET created_at = created_at - interval '1 hour' WHERE username = $1",
+        &user,
+    );
+    let attack = functions.call("generate-password", json!({"username": user}));
+    assert_eq!(attack["code"], "account_exists");
+    assert!(attack.get("qr_code_base64").is_none());
+
+    // Still not once the new password has been proven and a new 2FA staged.
+    functions.call(
+        "generate-2fa",
+        json!({"username": user, "password": new_password}),
+    );
+    let attack = functions.call("generate-password", json!({"username": user}));
+    assert_eq!(attack["code"], "account_exists");
+}
+
+#[test]
+fn accounts_the_python_version_enrolled_are_never_abandoned() {
+    // A 2FA secret written by the Python version (not by our generate-2fa)
+    // makes an account one that is never taken afresh, even if it was never
+    // signed in here.
+    let mut functions = Functions::new();
+    functions.set("ENROLLMENT_WINDOW_SECONDS", "60");
+    let user = unique("py-enrolled");
+    let password = functions.create_account(&user);
+    functions.call(
+        "generate-2fa",
+        json!({"username": user, "password": password}),
+    );
+    sql(
+        &functions,
+        "UPDATE users SET mfa_secret = 'gAAAAA-written-by-python', created_at = now() - interval '1 hour' WHERE username = $1",
+        &user,
+    );
+    assert_eq!(
+        functions.call("generate-password", json!({"username": user}))["code"],
+        "account_exists"
+    );
+    // Ours, pending and abandoned, still is (the enrollment window's promise).
+    let pending = unique("abandoned");
+    let password = functions.create_account(&pending);
+    functions.call(
+        "generate-2fa",
+        json!({"username": pending, "password": password}),
+    );
+    sql(
+        &functions,
+        "UPDATE users SET created_at = now() - interval '1 hour' WHERE username = $1",
+        &pending,
+    );
+    let taken = functions.call("generate-password", json!({"username": pending}));
+    assert!(taken["qr_code_base64"].is_string(), "{taken}");
+}
+
+#[test]
+fn the_owner_restarts_an_interrupted_renewal_and_no_one_else_can() {
+    let functions = Functions::new();
+    let user = unique("restart");
+    let (old_password, old_secret, token, step) = renewing_account(&functions, &user);
+
+    // The new password's QR code is lost: the old credentials start again.
+    let lost = decode_qr(
+        renew(&functions, &user, &token)["qr_code_base64"]
+            .as_str()
+            .unwrap(),
+    );
+    let response = functions.authenticate(&user, &old_password, &old_secret, step + 1);
+    assert_eq!(response["code"], "credentials_expired");
+    let second_token = response["renewal_token"].as_str().unwrap().to_owned();
+    // The spent token and another account's stay refused.
+    assert_eq!(
+        renew(&functions, &user, &token)["code"],
+        "invalid_renewal_token"
+    );
+    let other = unique("restart-other");
+    let (_, _, other_token, _) = renewing_account(&functions, &other);
+    assert_eq!(
+        renew(&functions, &user, &other_token)["code"],
+        "invalid_renewal_token"
+    );
+    let new_password = decode_qr(
+        renew(&functions, &user, &second_token)["qr_code_base64"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(
+        renew(&functions, &user, &second_token)["code"],
+        "invalid_renewal_token",
+        "once only"
+    );
+    // The lost password is worth nothing now.
+    assert_eq!(
+        functions.call("generate-2fa", json!({"username": user, "password": lost}))["code"],
+        "invalid_credentials"
+    );
+
+    // The new 2FA QR code is lost too: the new password stages another.
+    let first = functions.call(
+        "generate-2fa",
+        json!({"username": user, "password": new_password}),
+    );
+    let lost_secret = first["manual_entry_key"].as_str().unwrap().to_owned();
+    let again = functions.call(
+        "generate-2fa",
+        json!({"username": user, "password": new_password}),
+    );
+    let new_secret = again["manual_entry_key"].as_str().unwrap().to_owned();
+    assert_ne!(lost_secret, new_secret);
+    // From here the old password is spent, and the old secret's codes count
+    // for nothing.
+    assert_eq!(
+        sign_in(
+            &functions,
+            &user,
+            &old_password,
+            &code_at(&old_secret, (step + 1) * 30)
+        )
+        .json()["code"],
+        "invalid_credentials"
+    );
+    assert_eq!(
+        sign_in(
+            &functions,
+            &user,
+            &new_password,
+            &code_at(&old_secret, (step + 1) * 30)
+        )
+        .json()["code"],
+        "invalid_credentials"
+    );
+    assert_eq!(
+        sign_in(
+            &functions,
+            &user,
+            &new_password,
+            &code_at(&lost_secret, (step + 1) * 30)
+        )
+        .json()["code"],
+        "invalid_credentials"
+    );
+    // The first good code of the new secret confirms the renewal.
+    assert_eq!(
+        functions.authenticate(&user, &new_password, &new_secret, step + 1),
+        json!({"authenticated": true, "username": user})
+    );
+    let row = functions
+        .db()
+        .query_one(
+            "SELECT expired, created_at > now() - interval '1 minute',
+                    renewal_password_hash IS NULL AND renewal_mfa_secret IS NULL
+               FROM users WHERE username = $1",
+            &[&user],
+        )
+        .unwrap();
+    assert!(!row.get::<_, bool>(0));
+    assert!(row.get::<_, bool>(1), "fresh credentials");
+    assert!(row.get::<_, bool>(2), "nothing staged any more");
+}
+
+fn lock_state(functions: &Functions, user: &str) -> (i32, Option<f64>) {
+    let row = functions
+        .db()
+        .query_one(
+            "SELECT failed_attempts,
+                    CASE WHEN locked_until = 'infinity' THEN 'infinity'::float8
+                         ELSE extract(epoch FROM locked_until - now())::float8 END
+               FROM users WHERE username = $1",
+            &[&user],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// Lets the current lock elapse, as far as the database can tell.
+fn elapse_lock(functions: &Functions, user: &str) {
+    sql(
+        functions,
+        "UPDATE users SET locked_until = now() - interval '1 second' WHERE username = $1",
+        user,
+    );
+}
+
+#[test]
+fn locks_escalate_until_the_hard_limit_and_an_operator_unlocks() {
+    let mut functions = Functions::new();
+    functions.set("MAX_FAILED_ATTEMPTS", "2");
+    functions.set("LOCKOUT_SECONDS", "100");
+    functions.set("LOCKOUT_MAX_SECONDS", "300");
+    functions.set("HARD_LOCK_ATTEMPTS", "8");
+    let user = unique("escalate");
+    let (password, secret) = functions.enrolled_account(&user);
+    let bad = wrong_code(&secret);
+
+    let mut lasts = Vec::new();
+    for round in 0..3 {
+        sign_in(&functions, &user, "wrong", &bad);
+        sign_in(&functions, &user, &password, &bad);
+        let (failures, locked_for) = lock_state(&functions, &user);
+        assert_eq!(
+            failures,
+            2 * (round + 1),
+            "failures keep counting across locks"
+        );
+        lasts.push(locked_for.unwrap());
+        elapse_lock(&functions, &user);
+    }
+    // 100 s, doubled, then capped at 300 s.
+    for (lasted, expected) in lasts.iter().zip([100.0, 200.0, 300.0]) {
+        assert!((expected - 30.0..=expected).contains(lasted), "{lasts:?}");
+    }
+    // The eighth failure locks for good: even the right credentials are refused.
+    sign_in(&functions, &user, "wrong", &bad);
+    sign_in(&functions, &user, "wrong", &bad);
+    assert_eq!(lock_state(&functions, &user), (8, Some(f64::INFINITY)));
+    let step = current_step();
+    assert_eq!(
+        functions.authenticate(&user, &password, &secret, step)["code"],
+        "invalid_credentials"
+    );
+
+    // The operator unlocks it (README: make unlock USERNAME=...).
+    let output = Command::new("make")
+        .args(["--no-print-directory", "-s", "unlock"])
+        .arg(format!("USERNAME={}", user.to_uppercase()))
+        .current_dir(repo_root())
+        .env("PGDATABASE", &functions.dbname)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout)
+        .contains(&account_id(&functions, &user).to_string()));
+    assert_eq!(lock_state(&functions, &user), (0, None));
+    assert_eq!(
+        functions.authenticate(&user, &password, &secret, step)["authenticated"],
+        true
+    );
+}
+
+#[test]
+fn a_success_ends_the_escalation() {
+    let mut functions = Functions::new();
+    functions.set("MAX_FAILED_ATTEMPTS", "2");
+    let user = unique("escalate-reset");
+    let (password, secret) = functions.enrolled_account(&user);
+    for _ in 0..2 {
+        sign_in(&functions, &user, "wrong", "000000");
+    }
+    elapse_lock(&functions, &user);
+    assert_eq!(lock_state(&functions, &user).0, 2);
+    assert_eq!(
+        functions.authenticate(&user, &password, &secret, current_step())["authenticated"],
+        true
+    );
+    assert_eq!(lock_state(&functions, &user), (0, None));
+    // The next lock is a first lock again: LOCKOUT_SECONDS (300).
+    for _ in 0..2 {
+        sign_in(&functions, &user, "wrong", "000000");
+    }
+    let locked_for = lock_state(&functions, &user).1.unwrap();
+    assert!((270.0..=300.0).contains(&locked_for), "{locked_for}");
+}
+
+fn stored_cost(functions: &Functions, user: &str) -> String {
+    let hash: String = functions
+        .db()
+        .query_one(
+            "SELECT password_hash FROM users WHERE username = $1",
+            &[&user],
+        )
+        .unwrap()
+        .get(0);
+    hash[..7].to_owned()
+}
+
+#[test]
+fn a_hash_of_another_cost_is_redone_at_sign_in_and_only_then() {
+    let mut functions = Functions::new();
+    let user = unique("rehash");
+    let (password, secret) = functions.enrolled_account(&user);
+    assert_eq!(stored_cost(&functions, &user), "$2b$10$");
+    functions.set("BCRYPT_COST", "11");
+    // Refusals change nothing.
+    sign_in(&functions, &user, &password, &wrong_code(&secret));
+    assert_eq!(stored_cost(&functions, &user), "$2b$10$");
+    let step = current_step();
+    assert_eq!(
+        functions.authenticate(&user, &password, &secret, step)["authenticated"],
+        true
+    );
+    assert_eq!(stored_cost(&functions, &user), "$2b$11$");
+    // The new hash is the same password, and Python's bcrypt agrees.
+    let hash: String = functions
+        .db()
+        .query_one(
+            "SELECT password_hash FROM users WHERE username = $1",
+            &[&user],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        python("bcrypt_check", json!({"password": password, "hash": hash}))["ok"],
+        true
+    );
+    assert_eq!(
+        functions.authenticate(&user, &password, &secret, step + 1)["authenticated"],
+        true
+    );
+}
+
+#[test]
+fn look_alike_usernames_are_one_account_or_refused() {
+    let functions = Functions::new();
+    let base = unique("look");
+    let password = functions.create_account(&base);
+    let fullwidth: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                char::from_u32(c as u32 - 0x21 + 0xff01).unwrap()
+            } else {
+                c
+            }
+        })
+        .collect();
+    for same in [base.to_uppercase(), fullwidth.clone()] {
+        assert_eq!(
+            functions.call("generate-password", json!({"username": same}))["code"],
+            "account_exists",
+            "{same}"
+        );
+    }
+    // The one account answers to its look-alike spellings, shown as written first.
+    let enrolled = functions.call(
+        "generate-2fa",
+        json!({"username": fullwidth, "password": password}),
+    );
+    assert_eq!(enrolled["username"], base.as_str());
+    for refused in [
+        format!("{base}\u{200b}"),
+        format!("\u{430}{}", &base[1..]),
+        format!("{}\u{200d}{}", &base[..2], &base[2..]),
+    ] {
+        let output = functions.run(
+            "generate-password",
+            json!({"username": refused}).to_string().as_bytes(),
+        );
+        assert_eq!(output.status, 0);
+        assert_eq!(output.json()["code"], "invalid_username", "{refused:?}");
+    }
+    // The database holds the compared form, under a unique index.
+    let key: String = functions
+        .db()
+        .query_one(
+            "SELECT username_key FROM users WHERE username = $1",
+            &[&base],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(key, base.to_lowercase());
+    let duplicate = functions.db().execute(
+        "INSERT INTO users (username, username_key, password_hash) VALUES ($1, $2, 'x')",
+        &[&format!("{base}-other"), &key],
+    );
+    assert!(
+        duplicate.is_err(),
+        "the database refuses a second account with one key"
+    );
+}
+
+#[test]
+fn requests_other_web_sites_make_browsers_send_are_refused() {
+    let user = unique("csrf");
+    for (headers, refused) in [
+        (vec![("Http_Sec_Fetch_Site", "cross-site")], true),
+        (vec![("Http_Sec_Fetch_Site", "same-site")], true),
+        (
+            vec![
+                ("Http_Origin", "https://evil.example"),
+                ("Http_Host", "gw.example"),
+            ],
+            true,
+        ),
+        (
+            vec![("Http_Origin", "null"), ("Http_Host", "gw.example")],
+            true,
+        ),
+        (vec![("Http_Sec_Fetch_Site", "same-origin")], false),
+        (
+            vec![
+                ("Http_Origin", "https://gw.example"),
+                ("Http_Host", "gw.example"),
+            ],
+            false,
+        ),
+        (vec![], false),
+    ] {
+        let mut functions = Functions::new();
+        for (name, value) in &headers {
+            functions.set(name, value);
+        }
+        for (function, body) in [
+            ("generate-password", json!({"username": user})),
+            ("generate-2fa", json!({"username": user, "password": "x"})),
+            (
+                "authenticate",
+                json!({"username": user, "password": "x", "totp_code": "123456"}),
+            ),
+        ] {
+            let output = functions.run(function, body.to_string().as_bytes());
+            assert_eq!(output.status, 0, "{output:?}");
+            let code = output.json()["code"].clone();
+            assert_eq!(
+                code == "cross_site_request",
+                refused,
+                "{function} with {headers:?}: {code}"
+            );
+            if function == "authenticate" {
+                assert_eq!(output.json()["authenticated"], false);
+            }
+        }
+        if refused {
+            let rows: i64 = functions
+                .db()
+                .query_one("SELECT count(*) FROM users WHERE username = $1", &[&user])
+                .unwrap()
+                .get(0);
+            assert_eq!(rows, 0, "nothing was created");
+        }
+    }
+}
+
+#[test]
+fn every_authenticate_answer_but_success_says_authenticated_false() {
+    let functions = Functions::new();
+    let user = unique("authfalse");
+    let password = functions.create_account(&user);
+    for body in [
+        b"".to_vec(),
+        b"not json".to_vec(),
+        json!({"username": user}).to_string().into_bytes(),
+        json!({"username": "a", "password": "x", "totp_code": "123456"})
+            .to_string()
+            .into_bytes(),
+        json!({"username": user, "password": password, "totp_code": "123456"})
+            .to_string()
+            .into_bytes(),
+        json!({"username": user, "password": "wrong", "totp_code": "123456"})
+            .to_string()
+            .into_bytes(),
+    ] {
+        let body = functions.run("authenticate", &body).json();
+        assert_eq!(body["authenticated"], false, "{body}");
+        assert!(body["code"].is_string(), "{body}");
+    }
+    // Server faults too.
+    let mut broken = Functions::new();
+    broken.unset("POSTGRES_HOST");
+    let output = broken.run(
+        "authenticate",
+        json!({"username": user, "password": "x", "totp_code": "123456"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(output.status, 1);
+    assert_eq!(output.json()["authenticated"], false);
+}
+
+#[test]
+fn outcomes_are_logged_with_the_account_id_never_the_username() {
+    let functions = Functions::new();
+    let user = unique("logged");
+    let (password, secret) = functions.enrolled_account(&user);
+    let id = account_id(&functions, &user);
+    let step = current_step();
+    let outputs = [
+        sign_in(&functions, &user, "wrong", "123456"),
+        sign_in(&functions, &user, &password, &wrong_code(&secret)),
+        sign_in(&functions, &user, &password, &code_at(&secret, step * 30)),
+        functions.run(
+            "generate-2fa",
+            json!({"username": user, "password": password})
+                .to_string()
+                .as_bytes(),
+        ),
+        functions.run(
+            "generate-password",
+            json!({"username": user}).to_string().as_bytes(),
+        ),
+    ];
+    for output in &outputs {
+        assert_eq!(output.log()["account_id"], id, "{output:?}");
+        assert!(!output.stderr.contains(&user));
+    }
+    let unknown = sign_in(&functions, &unique("nobody"), "x", "123456");
+    assert!(unknown.log().get("account_id").is_none());
+}
+
+#[test]
+fn configuration_errors_name_the_secret_but_never_its_path() {
+    let functions = Functions::new();
+    functions.remove_secret("encryption-key");
+    let output = functions.run(
+        "generate-password",
+        json!({"username": unique("path")}).to_string().as_bytes(),
+    );
+    assert_eq!(output.status, 1);
+    let body = output.json();
+    assert_eq!(body["code"], "configuration_error");
+    let message = body["error"].as_str().unwrap();
+    assert!(message.contains("encryption-key"), "{message}");
+    assert!(!message.contains('/'), "{message}");
+    let dir = functions.secrets_dir().display().to_string();
+    assert!(!output.stdout.contains(&dir));
+    assert!(
+        output.log()["detail"].as_str().unwrap().contains(&dir),
+        "the path is for the operator: {output:?}"
+    );
+}
