@@ -5,13 +5,17 @@
 #   db-credentials-username   the database user (DB_USER, default cofrap)
 #   db-credentials-password   32 random URL-safe characters
 #   encryption-key            a Fernet key (32 random bytes, URL-safe base64)
+#   jwt-signing-keys          an Ed25519 key signing the access tokens (a 32-byte
+#                             random seed, base64)
 #
 # Each secret holds one key named like the secret itself, so OpenFaaS mounts
 # it as /var/openfaas/secrets/<name>. Values go through files in a private
 # temporary folder, never through the command line, and are never printed.
 #
 # A secret that already exists is kept: a new encryption-key would make every
-# stored 2FA secret unreadable (see "Rotating the Fernet key" in the README).
+# stored 2FA secret unreadable (see "Rotating the Fernet key" in the README),
+# and a new jwt-signing-keys would invalidate every access token in flight
+# (see "Rotating the signing key").
 #
 #   k8s-secrets/create-secrets.sh           create them in the cluster
 #   k8s-secrets/create-secrets.sh --seal    write SealedSecrets to k8s-secrets/sealed/
@@ -55,3 +59,4 @@ secret() {
 secret db-credentials-username "$DB_USER"
 secret db-credentials-password "$(random_base64url 24)"
 secret encryption-key "$(random_base64url 32)"
+secret jwt-signing-keys "$(random_base64url 32)"

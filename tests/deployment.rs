@@ -5,7 +5,7 @@
 //! filesystem, the way a `scratch` image runs them.
 
 use cofrap_tests::*;
-use common::config::{SECRETS, SETTINGS};
+use common::config::{JWT_SIGNING_KEYS_SECRET, SECRETS, SETTINGS};
 use serde_json::json;
 use serde_yaml_ng::Value as Yaml;
 use std::collections::BTreeSet;
@@ -117,7 +117,16 @@ fn stack_yaml_deploys_exactly_the_binaries_with_what_their_code_reads() {
             .as_sequence()
             .map(|list| list.iter().map(|s| s.as_str().unwrap()).collect())
             .unwrap_or_default();
-        if secrets.is_empty() {
+        if secrets == BTreeSet::from([JWT_SIGNING_KEYS_SECRET]) {
+            // jwks: the signing keys and nothing else (no database).
+            for setting in SETTINGS {
+                assert!(
+                    !environment.contains_key(setting),
+                    "{name} sets {setting} but reads only the signing keys"
+                );
+            }
+            assert_eq!(environment["content_type"], "application/json");
+        } else if secrets.is_empty() {
             for setting in SETTINGS {
                 assert!(
                     !environment.contains_key(setting),
@@ -405,6 +414,11 @@ fn the_secrets_script_creates_each_secret_keyed_by_its_name_with_strong_values()
         common::encryption::Keyring::parse(&key).is_ok(),
         "not a Fernet key"
     );
+    let signing_key = value("jwt-signing-keys");
+    assert!(
+        common::jwt::SigningKeys::parse(&signing_key).is_ok(),
+        "not an Ed25519 key"
+    );
     for secret in SECRETS {
         assert!(
             calls.contains(&format!(
@@ -414,7 +428,7 @@ fn the_secrets_script_creates_each_secret_keyed_by_its_name_with_strong_values()
         );
     }
     // Values never on a command line, never printed.
-    for secret_value in [&password, &key] {
+    for secret_value in [&password, &key, &signing_key] {
         assert!(!calls.contains(secret_value.as_str()) && !printed.contains(secret_value.as_str()));
     }
     // A second run keeps what exists: a new encryption key would orphan every stored 2FA secret.
@@ -619,6 +633,21 @@ fn static_binaries_answer_from_an_empty_root_as_an_unprivileged_user() {
         "authenticate",
         json!({"username": user, "password": password, "totp_code": code}),
     );
-    assert_eq!(signed_in, json!({"authenticated": true, "username": user}));
+    assert_eq!(
+        without_session(&signed_in),
+        json!({"authenticated": true, "username": user})
+    );
+    let refreshed = run(
+        "refresh",
+        json!({"refresh_token": signed_in["refresh_token"]}),
+    );
+    assert!(refreshed["access_token"].is_string(), "{refreshed}");
+    let signed_out = run(
+        "sign-out",
+        json!({"refresh_token": refreshed["refresh_token"]}),
+    );
+    assert_eq!(signed_out, json!({"signed_out": true}));
+    let keys = run("jwks", json!({}));
+    assert_eq!(keys["keys"][0]["crv"], "Ed25519");
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -83,7 +83,7 @@ pub enum Issue {
 /// What authenticate concluded from valid credentials.
 pub enum SignIn {
     /// The credentials are valid and current; the account is active.
-    Authenticated { username: String },
+    Authenticated { id: i64, username: String },
     /// The credentials are valid but expired; renewal starts with this token.
     Expired {
         username: String,
@@ -173,6 +173,10 @@ pub fn enroll_two_factor(
 /// authenticate: checks the password, then the code at `unix_time`; the
 /// first success activates the account; valid but expired credentials mark
 /// it expired and yield a renewal token.
+///
+/// On a current success, `on_success` runs inside the same transaction with
+/// the account's id and stored username (authenticate opens the session
+/// there): signing in and what it creates commit together or not at all.
 pub fn authenticate(
     db: &mut Client,
     config: &Config,
@@ -180,6 +184,7 @@ pub fn authenticate(
     password: &str,
     code: &str,
     unix_time: u64,
+    on_success: impl FnOnce(&mut Transaction, i64, &str) -> Result<(), Error>,
 ) -> Result<SignIn, Error> {
     in_transaction(db, |tx| {
         let account = check_password(tx, username, password, &config.policy)?;
@@ -221,7 +226,9 @@ pub fn authenticate(
                 renewal_token,
             })
         } else {
+            on_success(tx, account.id, &account.username)?;
             Ok(SignIn::Authenticated {
+                id: account.id,
                 username: account.username,
             })
         }
@@ -230,6 +237,8 @@ pub fn authenticate(
 
 /// An account row as read under lock, with its time-dependent states.
 struct Account {
+    /// The stable numeric id (`users.id`).
+    id: i64,
     /// As stored (the case it was created with).
     username: String,
     password_hash: String,
@@ -254,7 +263,7 @@ const LOCK_ACCOUNT: &str = "
            activated_at IS NULL AND created_at < now() - make_interval(secs => $2),
            coalesce(locked_until > now(), false),
            CASE WHEN locked_until <= now() THEN 0 ELSE failed_attempts END,
-           last_totp_step
+           last_totp_step, id
       FROM users
      WHERE lower(username) = lower($1)
        FOR UPDATE";
@@ -299,7 +308,7 @@ const RECORD_FAILURE: &str = "
 
 /// Runs `work` in a transaction: committed when it succeeds or refuses,
 /// rolled back on a server fault.
-fn in_transaction<T>(
+pub(crate) fn in_transaction<T>(
     db: &mut Client,
     work: impl FnOnce(&mut Transaction) -> Result<T, Error>,
 ) -> Result<T, Error> {
@@ -355,6 +364,7 @@ fn lock(
         locked: row.get(6),
         failed_attempts: row.get(7),
         last_totp_step: row.get(8),
+        id: row.get(9),
     }))
 }
 

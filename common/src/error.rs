@@ -64,6 +64,9 @@ pub enum Error {
     /// generate-password: the renewal token is missing its mark (forged,
     /// expired, used, or for another account).
     InvalidRenewalToken,
+    /// refresh: the refresh token is unknown, expired, already used, or its
+    /// session has ended — one answer for all.
+    InvalidRefreshToken,
 
     // --- The server is at fault ---
     /// A setting or secret is missing or malformed; the message names it.
@@ -102,6 +105,7 @@ impl Error {
             Error::TwoFactorNotEnrolled => "two_factor_not_enrolled",
             Error::CredentialsExpired => "credentials_expired",
             Error::InvalidRenewalToken => "invalid_renewal_token",
+            Error::InvalidRefreshToken => "invalid_refresh_token",
             Error::Config(_) => "configuration_error",
             Error::DatabaseUnavailable(_) => "database_unavailable",
             Error::SchemaMissing => "schema_missing",
@@ -140,6 +144,7 @@ impl Error {
             }
             Error::InvalidUsername(_) => Some("username"),
             Error::InvalidRenewalToken => Some("renewal_token"),
+            Error::InvalidRefreshToken => Some("refresh_token"),
             _ => None,
         }
     }
@@ -206,6 +211,9 @@ impl fmt::Display for Error {
             Error::InvalidRenewalToken => f.write_str(
                 "The renewal token is not valid: it may have expired or been used already. \
                  Sign in again to get a new one.",
+            ),
+            Error::InvalidRefreshToken => f.write_str(
+                "The session has ended or the refresh token is not valid. Sign in again.",
             ),
             Error::Config(what) => write!(f, "The function is misconfigured: {what}."),
             Error::DatabaseUnavailable(_) => f.write_str("The database is unavailable."),
@@ -288,6 +296,7 @@ mod tests {
             Error::TwoFactorNotEnrolled,
             Error::CredentialsExpired,
             Error::InvalidRenewalToken,
+            Error::InvalidRefreshToken,
             Error::Config(String::new()),
             Error::DatabaseUnavailable(String::new()),
             Error::SchemaMissing,

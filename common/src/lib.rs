@@ -15,7 +15,9 @@
 //! - [`totp`]: TOTP secrets, codes and the otpauth URI;
 //! - [`encryption`]: Fernet with key rotation;
 //! - [`renewal`]: the tokens that let expired credentials be renewed;
-//! - [`qr`]: QR codes as base64 PNG.
+//! - [`qr`]: QR codes as base64 PNG;
+//! - [`session`]: sessions after sign-in: access and refresh tokens, rotation, sign-out;
+//! - [`jwt`]: signing access tokens (Ed25519) and publishing the keys (JWKS).
 
 pub mod account;
 pub mod config;
@@ -23,10 +25,12 @@ pub mod db;
 pub mod encryption;
 pub mod error;
 pub mod function;
+pub mod jwt;
 pub mod password;
 pub mod protocol;
 pub mod qr;
 pub mod renewal;
+pub mod session;
 pub mod totp;
 
 pub use error::Error;

@@ -1,5 +1,6 @@
 //! authenticate: checks a password and a TOTP code. The first success
 //! activates the account; valid but expired credentials start the renewal.
+//! A success opens a session: an access token and a refresh token.
 //!
 //! Request `{"username": "...", "password": "...", "totp_code": "123456"}`.
 //! The contract is in the README.
@@ -8,9 +9,9 @@ use common::account::{self, SignIn, Username};
 use common::config::Config;
 use common::function::{self, Function};
 use common::protocol::Fields;
-use common::{password, renewal, totp, Error};
+use common::{password, renewal, session, totp, Error};
 use postgres::Client;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::process::ExitCode;
 
 struct Authenticate;
@@ -35,6 +36,9 @@ impl Function for Authenticate {
     }
 
     fn execute(request: Request, config: &Config, db: &mut Client) -> Result<Value, Error> {
+        let keys = config.signing_keys()?;
+        // The session is opened inside the sign-in transaction.
+        let mut tokens = None;
         let outcome = account::authenticate(
             db,
             config,
@@ -42,12 +46,22 @@ impl Function for Authenticate {
             &request.password,
             &request.totp_code,
             totp::unix_now(),
+            |tx, id, username| {
+                tokens = Some(session::open(tx, config, &keys, id, username)?);
+                Ok(())
+            },
         )?;
         Ok(match outcome {
-            SignIn::Authenticated { username } => json!({
-                "authenticated": true,
-                "username": username,
-            }),
+            SignIn::Authenticated { id: _, username } => {
+                let tokens = tokens.ok_or_else(|| {
+                    Error::Internal("a sign-in succeeded without a session".to_owned())
+                })?;
+                let mut body = Map::new();
+                body.insert("authenticated".into(), true.into());
+                body.insert("username".into(), username.into());
+                body.extend(tokens.fields());
+                Value::Object(body)
+            }
             SignIn::Expired {
                 username,
                 renewal_token,
