@@ -254,6 +254,12 @@ fn the_migration_upgrades_a_python_table_in_place() {
         without_session(&response),
         json!({"authenticated": true, "username": "Enrolled User"})
     );
+    // Sessions on the Python table (its id is a 32-bit SERIAL).
+    let refreshed = functions.call(
+        "refresh",
+        json!({"refresh_token": response["refresh_token"]}),
+    );
+    assert_eq!(refreshed["username"], "Enrolled User");
     assert_eq!(
         functions.call("generate-password", json!({"username": "ENROLLED USER"}))["code"],
         "account_exists"

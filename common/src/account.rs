@@ -263,7 +263,7 @@ const LOCK_ACCOUNT: &str = "
            activated_at IS NULL AND created_at < now() - make_interval(secs => $2),
            coalesce(locked_until > now(), false),
            CASE WHEN locked_until <= now() THEN 0 ELSE failed_attempts END,
-           last_totp_step, id
+           last_totp_step, id::bigint
       FROM users
      WHERE lower(username) = lower($1)
        FOR UPDATE";

@@ -1,9 +1,10 @@
 //! What the COFRAP credential functions share.
 //!
-//! Each function (generate-password, generate-2fa, authenticate) is a small
-//! binary that the OpenFaaS classic watchdog starts once per request: the
-//! request body on stdin, the response on stdout. The binaries are thin; this
-//! library holds everything else, one module per concern:
+//! Each function (generate-password, generate-2fa, authenticate, refresh,
+//! sign-out, jwks) is a small binary that the OpenFaaS classic watchdog
+//! starts once per request: the request body on stdin, the response on
+//! stdout. The binaries are thin; this library holds everything else, one
+//! module per concern:
 //!
 //! - [`function`]: the life of one invocation, shared by all functions;
 //! - [`protocol`]: the request and response on stdin and stdout;
