@@ -58,15 +58,15 @@ pub struct Tokens {
 impl Tokens {
     /// The token fields of a response, OAuth 2.0 style (RFC 6749 §5.1).
     pub fn fields(&self) -> Map<String, Value> {
-        let Value::Object(fields) = json!({
-            "access_token": self.access_token,
-            "token_type": "Bearer",
-            "expires_in": self.expires_in,
-            "refresh_token": self.refresh_token,
-            "refresh_expires_in": self.refresh_expires_in,
-        }) else {
-            unreachable!("json! of an object is an object")
-        };
+        let mut fields = Map::new();
+        fields.insert("access_token".into(), self.access_token.clone().into());
+        fields.insert("token_type".into(), "Bearer".into());
+        fields.insert("expires_in".into(), self.expires_in.into());
+        fields.insert("refresh_token".into(), self.refresh_token.clone().into());
+        fields.insert(
+            "refresh_expires_in".into(),
+            self.refresh_expires_in.into(),
+        );
         fields
     }
 }
