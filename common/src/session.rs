@@ -63,10 +63,7 @@ impl Tokens {
         fields.insert("token_type".into(), "Bearer".into());
         fields.insert("expires_in".into(), self.expires_in.into());
         fields.insert("refresh_token".into(), self.refresh_token.clone().into());
-        fields.insert(
-            "refresh_expires_in".into(),
-            self.refresh_expires_in.into(),
-        );
+        fields.insert("refresh_expires_in".into(), self.refresh_expires_in.into());
         fields
     }
 }
