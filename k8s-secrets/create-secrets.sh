@@ -8,13 +8,17 @@
 #                             used only by the schema Job (k8s/db-migrate-job.yaml)
 #   db-admin-password         its password: 32 random URL-safe characters
 #   encryption-key            a Fernet key (32 random bytes, URL-safe base64)
+#   jwt-signing-keys          an Ed25519 key signing the access tokens (a 32-byte
+#                             random seed, base64)
 #
 # Each secret holds one key named like the secret itself, so OpenFaaS mounts
 # it as /var/openfaas/secrets/<name>. Values go through files in a private
 # temporary folder, never through the command line, and are never printed.
 #
 # A secret that already exists is kept: a new encryption-key would make every
-# stored 2FA secret unreadable (see "Rotating the Fernet key" in the README).
+# stored 2FA secret unreadable (see "Rotating the Fernet key" in the README),
+# and a new jwt-signing-keys would invalidate every access token in flight
+# (see "Rotating the signing key").
 #
 #   k8s-secrets/create-secrets.sh           create them in the cluster
 #   k8s-secrets/create-secrets.sh --seal    write SealedSecrets to k8s-secrets/sealed/
@@ -93,3 +97,4 @@ secret db-credentials-password "$(random_base64url 24)"
 secret db-admin-username "$DB_ADMIN"
 secret db-admin-password "$(random_base64url 24)"
 secret encryption-key "$(random_base64url 32)"
+secret jwt-signing-keys "$(random_base64url 32)"

@@ -6,7 +6,7 @@
 //! (The images themselves are built and run in tests/images.rs.)
 
 use cofrap_tests::*;
-use common::config::{SECRETS, SETTINGS};
+use common::config::{JWT_SIGNING_KEYS_SECRET, SECRETS, SETTINGS};
 use serde_json::json;
 use serde_yaml_ng::Value as Yaml;
 use std::collections::BTreeSet;
@@ -119,7 +119,16 @@ fn stack_yaml_deploys_exactly_the_binaries_with_what_their_code_reads() {
             .as_sequence()
             .map(|list| list.iter().map(|s| s.as_str().unwrap()).collect())
             .unwrap_or_default();
-        if secrets.is_empty() {
+        if secrets == BTreeSet::from([JWT_SIGNING_KEYS_SECRET]) {
+            // jwks: the signing keys and nothing else (no database).
+            for setting in SETTINGS {
+                assert!(
+                    !environment.contains_key(setting),
+                    "{name} sets {setting} but reads only the signing keys"
+                );
+            }
+            assert_eq!(environment["content_type"], "application/json");
+        } else if secrets.is_empty() {
             for setting in SETTINGS {
                 assert!(
                     !environment.contains_key(setting),
@@ -428,6 +437,11 @@ fn the_secrets_script_creates_each_secret_keyed_by_its_name_with_strong_values()
         common::encryption::Keyring::parse(&key).is_ok(),
         "not a Fernet key"
     );
+    let signing_key = value("jwt-signing-keys");
+    assert!(
+        common::jwt::SigningKeys::parse(&signing_key).is_ok(),
+        "not an Ed25519 key"
+    );
     for secret in script_secrets() {
         assert!(
             calls.contains(&format!(
@@ -437,7 +451,7 @@ fn the_secrets_script_creates_each_secret_keyed_by_its_name_with_strong_values()
         );
     }
     // Values never on a command line, never printed.
-    for secret_value in [&password, &admin_password, &key] {
+    for secret_value in [&password, &admin_password, &key, &signing_key] {
         assert!(!calls.contains(secret_value.as_str()) && !printed.contains(secret_value.as_str()));
     }
     // A second run keeps what exists: a new encryption key would orphan every stored 2FA secret.
@@ -676,7 +690,22 @@ fn static_binaries_answer_from_an_empty_root_as_an_unprivileged_user() {
         "authenticate",
         json!({"username": user, "password": password, "totp_code": code}),
     );
-    assert_eq!(signed_in, json!({"authenticated": true, "username": user}));
+    assert_eq!(
+        without_session(&signed_in),
+        json!({"authenticated": true, "username": user})
+    );
+    let refreshed = run(
+        "refresh",
+        json!({"refresh_token": signed_in["refresh_token"]}),
+    );
+    assert!(refreshed["access_token"].is_string(), "{refreshed}");
+    let signed_out = run(
+        "sign-out",
+        json!({"refresh_token": refreshed["refresh_token"]}),
+    );
+    assert_eq!(signed_out, json!({"signed_out": true}));
+    let keys = run("jwks", json!({}));
+    assert_eq!(keys["keys"][0]["crv"], "Ed25519");
     std::fs::remove_dir_all(&root).unwrap();
 }
 

@@ -37,6 +37,11 @@ struct DevServer {
 
 impl DevServer {
     fn start(functions: &Functions) -> DevServer {
+        DevServer::start_with(functions, &[])
+    }
+
+    /// With settings of its own (they override stack.yaml's).
+    fn start_with(functions: &Functions, settings: &[(&str, &str)]) -> DevServer {
         let exe = std::env::current_exe().unwrap();
         let bin_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
         let port = free_port();
@@ -49,6 +54,7 @@ impl DevServer {
             .env("POSTGRES_PORT", functions.server.port.to_string())
             .env("POSTGRES_DB", &functions.dbname)
             .env("BCRYPT_COST", "10")
+            .envs(settings.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -387,6 +393,82 @@ fn a_person_creates_an_account_signs_in_and_renews_it() {
         ),
         (true, false, true)
     );
+}
+
+/// The refresh tokens issued to `user`'s sessions, and how many of them have
+/// been exchanged; and the end reasons of the sessions.
+fn session_rows(functions: &Functions, user: &str) -> (i64, i64, Vec<Option<String>>) {
+    let mut db = functions.db();
+    let tokens = db
+        .query_one(
+            "SELECT count(*), count(rt.rotated_at) FROM refresh_tokens rt
+               JOIN sessions s ON s.id = rt.session_id JOIN users u ON u.id = s.user_id
+              WHERE u.username = $1",
+            &[&user],
+        )
+        .unwrap();
+    let reasons = db
+        .query(
+            "SELECT s.end_reason FROM sessions s JOIN users u ON u.id = s.user_id
+              WHERE u.username = $1 ORDER BY s.id",
+            &[&user],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    (tokens.get(0), tokens.get(1), reasons)
+}
+
+#[test]
+fn the_page_keeps_the_session_in_memory_refreshes_it_and_signs_out() {
+    let functions = Functions::new();
+    // Access tokens of 4 seconds: the page refreshes about every 3.
+    let server = DevServer::start_with(&functions, &[("ACCESS_TOKEN_SECONDS", "4")]);
+    let user = unique("session-page");
+    let (password, secret) = functions.enrolled_account(&user);
+    let mut browser = Browser::start();
+
+    browser.goto(&format!("{}/function/frontend", server.url));
+    browser.wait_visible("signin");
+    browser.type_into("#signin-username", &user);
+    browser.type_into("#signin-password", &password);
+    browser.type_into("#signin-code", &code_at(&secret, current_step() * 30));
+    browser.press_enter("#signin-code");
+    browser.wait_visible("done");
+    let status = browser.text("session-text");
+    assert!(
+        status.starts_with(&format!("Signed in as {user} until ")),
+        "{status}"
+    );
+    browser.screenshot("session");
+
+    // The page exchanges its refresh token before the access token expires,
+    // again and again, with no one touching it.
+    wait_for("two refreshes by the page", || {
+        session_rows(&functions, &user).1 >= 2
+    });
+    assert_eq!(session_rows(&functions, &user).2, [None]);
+    assert!(browser.visible("done"));
+    // In memory only: no storage, no cookie, nothing in the page's text.
+    let stored =
+        browser.eval("return [localStorage.length, sessionStorage.length, document.cookie.length]");
+    assert_eq!(stored, json!([0, 0, 0]));
+    let page_text = browser.eval("return document.documentElement.outerHTML");
+    assert!(
+        !page_text.as_str().unwrap().contains("eyJ"),
+        "a JWT in the DOM"
+    );
+
+    browser.click("#sign-out");
+    browser.wait_visible("signin");
+    wait_for("the sign-out", || {
+        session_rows(&functions, &user).2 == [Some("signed_out".to_owned())]
+    });
+    wait_for("the message", || browser.visible("message"));
+    assert_eq!(browser.text("message"), "You are signed out.");
+    assert_eq!(browser.text("session-text"), "");
+    browser.screenshot("signed-out");
 }
 
 #[test]

@@ -269,6 +269,17 @@ pub fn fernet_key() -> String {
     base64::engine::general_purpose::URL_SAFE.encode(bytes)
 }
 
+/// A fresh Ed25519 signing key for access tokens (a 32-byte seed, base64),
+/// in the format of the `jwt-signing-keys` secret.
+pub fn signing_key() -> String {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut bytes)
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// What a function's process gave back.
 #[derive(Debug)]
 pub struct Output {
@@ -350,6 +361,7 @@ impl Functions {
         functions.write_secret("db-credentials-username", &format!("{}\n", role.user));
         functions.write_secret("db-credentials-password", &format!("{}\n", role.password));
         functions.write_secret("encryption-key", &format!("{key}\n"));
+        functions.write_secret("jwt-signing-keys", &format!("{}\n", signing_key()));
         functions
     }
 
@@ -465,6 +477,27 @@ impl Drop for Functions {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.secrets_dir);
     }
+}
+
+/// A successful sign-in's answer without the session it opened (whose
+/// fields are checked present here; tests/sessions.rs checks their content),
+/// to compare with the rest.
+pub fn without_session(answer: &Value) -> Value {
+    let mut rest = answer.clone();
+    let fields = rest.as_object_mut().expect("not an object");
+    for (name, is_right_type) in [
+        ("access_token", Value::is_string as fn(&Value) -> bool),
+        ("token_type", Value::is_string),
+        ("expires_in", Value::is_i64),
+        ("refresh_token", Value::is_string),
+        ("refresh_expires_in", Value::is_i64),
+    ] {
+        let value = fields
+            .remove(name)
+            .unwrap_or_else(|| panic!("no {name} in {answer}"));
+        assert!(is_right_type(&value), "{name} in {answer}");
+    }
+    rest
 }
 
 /// The current 30-second TOTP step.

@@ -12,7 +12,8 @@
 //! bcrypt's own jitter (a few ms) would otherwise drown the few ms under test.
 //!
 //! It runs with 10,000 and then 1,000,000 accounts in the table, then runs
-//! authenticate from 2 × cores concurrent clients. It prints a report and
+//! authenticate from 2 × cores concurrent clients. refresh and jwks, which
+//! run no bcrypt, are held to the floor alone. It prints a report and
 //! writes it to BENCHMARKS.md. Nothing here is a test: `make test` has no
 //! timing assertions; the targets are judged here, by a person, on a machine
 //! whose name the report carries.
@@ -39,7 +40,14 @@ const CONCURRENCY: Duration = Duration::from_secs(20);
 /// The production setting (stack.yaml): never lowered here.
 const BCRYPT_COST: u32 = 12;
 const PASSWORD: &str = "Bench-Password-0123456789!";
-const FUNCTIONS: [&str; 3] = ["generate-password", "generate-2fa", "authenticate"];
+const FUNCTIONS: [&str; 6] = [
+    "generate-password",
+    "generate-2fa",
+    "authenticate",
+    "refresh",
+    "sign-out",
+    "jwks",
+];
 
 /// Targets (issue: "make bench").
 const MAX_OVERHEAD_FLOORS: f64 = 1.3;
@@ -241,6 +249,8 @@ struct Round {
     functions: Vec<(&'static str, Series)>,
     /// authenticate's refusals, by cause: they must take about as long.
     refusals: Vec<Refusals>,
+    /// refresh and jwks: no bcrypt, so against the floor alone.
+    sessions: Vec<(&'static str, Series)>,
 }
 
 /// Runs of authenticate that are refused, per cause.
@@ -331,11 +341,38 @@ fn round(
         authenticated.samples.push(sample);
     }
 
+    // refresh: one sign-in, then a chain of rotations, each run exchanging
+    // the refresh token the previous one gave.
+    let user = format!("bench-{next_unused}");
+    *next_unused += 1;
+    let code = code_at(&fixtures.secret, current_step() * 30);
+    let (_, signed_in) = env.run(
+        "authenticate",
+        &json!({ "username": user, "password": PASSWORD, "totp_code": code }),
+    );
+    let mut refresh_token = signed_in["refresh_token"].clone();
+    let mut refreshed = Series::default();
+    for _ in 0..RUNS {
+        floor_run();
+        let (sample, response) = env.run("refresh", &json!({ "refresh_token": refresh_token }));
+        expect(response["access_token"].is_string(), "refresh", &response);
+        refresh_token = response["refresh_token"].clone();
+        refreshed.samples.push(sample);
+    }
+    let mut published = Series::default();
+    for _ in 0..RUNS {
+        floor_run();
+        let (sample, response) = env.run("jwks", &json!({}));
+        expect(response["keys"].is_array(), "jwks", &response);
+        published.samples.push(sample);
+    }
+
     let refusals = refusals(refusal_env, db, fixtures, next_unused);
     Round {
         population,
         floor,
         refusals,
+        sessions: vec![("refresh", refreshed), ("jwks", published)],
         functions: vec![
             ("generate-password", created),
             ("generate-2fa", enrolled),
@@ -646,6 +683,37 @@ fn report(
         );
     }
 
+    let _ = writeln!(w, "\n## Sessions against the floor\n");
+    let _ = writeln!(
+        w,
+        "refresh (look up the token's hash, rotate it, sign an Ed25519 access token) and jwks \
+         (read the signing keys, print the public ones; no database) run no bcrypt: their target is \
+         {MAX_OVERHEAD_FLOORS} × the floor's median, with the floor measured between their runs as above.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| function | accounts | median ms | p95 ms | median CPU ms | peak RSS MiB | floor median ms | ratio | target |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    for round in rounds {
+        let floor = round.floor.median_wall();
+        for (name, series) in &round.sessions {
+            let ratio = series.median_wall() / floor;
+            let _ = writeln!(
+                w,
+                "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} |",
+                round.population,
+                series.median_wall(),
+                series.p95_wall(),
+                series.median_cpu(),
+                series.peak_rss_mib(),
+                floor,
+                ratio,
+                verdict(ratio <= MAX_OVERHEAD_FLOORS && series.peak_rss_mib() <= MAX_PEAK_RSS_MIB)
+            );
+        }
+    }
+
     let _ = writeln!(w, "\n## No enumeration by timing\n");
     let _ = writeln!(
         w,
@@ -764,6 +832,11 @@ fn main() {
     std::fs::write(secrets.join("db-credentials-username"), &role.user).unwrap();
     std::fs::write(secrets.join("db-credentials-password"), &role.password).unwrap();
     std::fs::write(secrets.join("encryption-key"), &key).unwrap();
+    std::fs::write(
+        secrets.join("jwt-signing-keys"),
+        cofrap_tests::signing_key(),
+    )
+    .unwrap();
     let env = Environment {
         variables: vec![
             ("SECRETS_DIR".into(), secrets.display().to_string()),

@@ -427,7 +427,7 @@ const RECORD_FAILURE: &str = "
 
 /// Runs `work` in a transaction: committed when it succeeds or refuses,
 /// rolled back on a server fault.
-fn in_transaction<T>(
+pub(crate) fn in_transaction<T>(
     db: &mut Client,
     work: impl FnOnce(&mut Transaction) -> Result<T, Error>,
 ) -> Result<T, Error> {

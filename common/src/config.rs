@@ -11,6 +11,7 @@
 
 use crate::encryption::Keyring;
 use crate::error::Error;
+use crate::jwt::SigningKeys;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,8 +25,17 @@ pub const DB_PASSWORD_SECRET: &str = "db-credentials-password";
 /// Secret: the Fernet keys, one per line (see [`Keyring`]).
 pub const ENCRYPTION_KEY_SECRET: &str = "encryption-key";
 
-/// The secret files every function reads.
-pub const SECRETS: [&str; 3] = [DB_USER_SECRET, DB_PASSWORD_SECRET, ENCRYPTION_KEY_SECRET];
+/// Secret: the Ed25519 keys that sign access tokens, one per line (see
+/// [`SigningKeys`]). Read only by the functions that sign or publish them.
+pub const JWT_SIGNING_KEYS_SECRET: &str = "jwt-signing-keys";
+
+/// The secret files the database functions are given.
+pub const SECRETS: [&str; 4] = [
+    DB_USER_SECRET,
+    DB_PASSWORD_SECRET,
+    ENCRYPTION_KEY_SECRET,
+    JWT_SIGNING_KEYS_SECRET,
+];
 
 const POSTGRES_HOST: &str = "POSTGRES_HOST";
 const POSTGRES_PORT: &str = "POSTGRES_PORT";
@@ -36,9 +46,13 @@ const LOCKOUT_SECONDS: &str = "LOCKOUT_SECONDS";
 const ENROLLMENT_WINDOW_SECONDS: &str = "ENROLLMENT_WINDOW_SECONDS";
 const LOCKOUT_MAX_SECONDS: &str = "LOCKOUT_MAX_SECONDS";
 const HARD_LOCK_ATTEMPTS: &str = "HARD_LOCK_ATTEMPTS";
+const ACCESS_TOKEN_SECONDS: &str = "ACCESS_TOKEN_SECONDS";
+const SESSION_SECONDS: &str = "SESSION_SECONDS";
+const TOKEN_ISSUER: &str = "TOKEN_ISSUER";
+const TOKEN_AUDIENCE: &str = "TOKEN_AUDIENCE";
 
 /// The environment variables every function reads, besides [`SECRETS_DIR`].
-pub const SETTINGS: [&str; 9] = [
+pub const SETTINGS: [&str; 13] = [
     POSTGRES_HOST,
     POSTGRES_PORT,
     POSTGRES_DB,
@@ -48,6 +62,10 @@ pub const SETTINGS: [&str; 9] = [
     ENROLLMENT_WINDOW_SECONDS,
     LOCKOUT_MAX_SECONDS,
     HARD_LOCK_ATTEMPTS,
+    ACCESS_TOKEN_SECONDS,
+    SESSION_SECONDS,
+    TOKEN_ISSUER,
+    TOKEN_AUDIENCE,
 ];
 
 /// Overrides [`DEFAULT_SECRETS_DIR`]; only local runs set it.
@@ -62,6 +80,25 @@ pub struct Config {
     /// The Fernet keys of the `encryption-key` secret.
     pub keyring: Keyring,
     pub policy: Policy,
+    pub sessions: SessionPolicy,
+    /// Where the secrets are: the signing keys are read from there only by
+    /// the functions that need them ([`Config::signing_keys`]).
+    secrets_dir: PathBuf,
+}
+
+/// The numbers and names of sessions (see `session` and `jwt`).
+#[derive(Debug, Clone)]
+pub struct SessionPolicy {
+    /// How long an access token is valid (`ACCESS_TOKEN_SECONDS`, default
+    /// 600, 1 to 86400).
+    pub access_token_seconds: u32,
+    /// The absolute lifetime of a session, refreshes included
+    /// (`SESSION_SECONDS`, default 43200 = 12 hours, 60 to 2592000).
+    pub session_seconds: u32,
+    /// The access tokens' `iss` (`TOKEN_ISSUER`, default `cofrap`).
+    pub issuer: String,
+    /// The access tokens' `aud` (`TOKEN_AUDIENCE`, default `cofrap`).
+    pub audience: String,
 }
 
 /// Where and as whom to connect. Deliberately not `Debug`: it holds a password.
@@ -133,12 +170,40 @@ impl Config {
             lockout_max_seconds: number(&env, LOCKOUT_MAX_SECONDS, 86_400, 1..=31_536_000)?,
             hard_lock_attempts: number(&env, HARD_LOCK_ATTEMPTS, 100, 1..=100_000)?,
         };
+        let sessions = SessionPolicy {
+            access_token_seconds: number(&env, ACCESS_TOKEN_SECONDS, 600, 1..=86_400)?,
+            session_seconds: number(&env, SESSION_SECONDS, 43_200, 60..=2_592_000)?,
+            issuer: env(TOKEN_ISSUER)?.unwrap_or_else(|| "cofrap".to_owned()),
+            audience: env(TOKEN_AUDIENCE)?.unwrap_or_else(|| "cofrap".to_owned()),
+        };
         Ok(Config {
             database,
             keyring,
             policy,
+            sessions,
+            secrets_dir: secrets_dir.to_path_buf(),
         })
     }
+
+    /// Reads the access-token signing keys (the `jwt-signing-keys` secret).
+    pub fn signing_keys(&self) -> Result<SigningKeys, Error> {
+        load_signing_keys(&self.secrets_dir)
+    }
+}
+
+/// The signing keys alone, for the `jwks` function, which needs nothing else:
+/// no database, no other secret, no setting but [`SECRETS_DIR`].
+pub fn signing_keys_from_env() -> Result<SigningKeys, Error> {
+    let dir = match std::env::var(SECRETS_DIR) {
+        Ok(dir) if !dir.trim().is_empty() => dir.trim().to_owned(),
+        _ => DEFAULT_SECRETS_DIR.to_owned(),
+    };
+    load_signing_keys(Path::new(&dir))
+}
+
+fn load_signing_keys(secrets_dir: &Path) -> Result<SigningKeys, Error> {
+    SigningKeys::parse(&read_secret(secrets_dir, JWT_SIGNING_KEYS_SECRET)?)
+        .map_err(|reason| Error::Config(format!("secret {JWT_SIGNING_KEYS_SECRET} {reason}")))
 }
 
 /// Reads an integer setting, or its default when unset.
@@ -192,6 +257,7 @@ mod tests {
     use std::collections::HashMap;
 
     const KEY: &str = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
+    const SEED: &str = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A";
 
     fn load(settings: &[(&str, &str)], secrets: &[(&str, &str)]) -> Result<Config, Error> {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -218,6 +284,7 @@ mod tests {
             ("db-credentials-username", "cofrap\n"),
             ("db-credentials-password", " s3cret \n"),
             ("encryption-key", KEY),
+            ("jwt-signing-keys", SEED),
         ]
     }
 
@@ -247,6 +314,10 @@ mod tests {
         assert_eq!(config.policy.enrollment_window_seconds, 900);
         assert_eq!(config.policy.lockout_max_seconds, 86_400);
         assert_eq!(config.policy.hard_lock_attempts, 100);
+        assert_eq!(config.sessions.access_token_seconds, 600);
+        assert_eq!(config.sessions.session_seconds, 43_200);
+        assert_eq!(config.sessions.issuer, "cofrap");
+        assert_eq!(config.sessions.audience, "cofrap");
     }
 
     #[test]
@@ -305,6 +376,35 @@ mod tests {
             message.contains("db-credentials-password is empty"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn signing_keys_are_read_when_asked_and_named_when_malformed() {
+        let dir = std::env::temp_dir().join(format!("cofrap-config-jwt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let env = |name: &str| {
+            Ok(match name {
+                SECRETS_DIR => Some(dir.display().to_string()),
+                POSTGRES_HOST => Some("db".to_owned()),
+                _ => None,
+            })
+        };
+        for (name, value) in all_secrets() {
+            std::fs::write(dir.join(name), value).unwrap();
+        }
+        let config = Config::load(env).unwrap();
+        assert!(config.signing_keys().is_ok());
+        std::fs::write(dir.join("jwt-signing-keys"), "secret-looking-junk").unwrap();
+        let message = match config.signing_keys() {
+            Err(Error::Config(message)) => message,
+            _ => panic!("expected a configuration error"),
+        };
+        assert!(message.contains("jwt-signing-keys"), "{message}");
+        assert!(!message.contains("secret-looking-junk"), "{message}");
+        // Functions that sign nothing do not need the secret.
+        std::fs::remove_file(dir.join("jwt-signing-keys")).unwrap();
+        assert!(Config::load(env).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub enum Error {
     /// A browser marked the request as sent from another web site
     /// (see [`crate::cross_site`]).
     CrossSiteRequest,
+    /// refresh: the refresh token is unknown, expired, already used, or its
+    /// session has ended — one answer for all.
+    InvalidRefreshToken,
 
     // --- The server is at fault ---
     /// A setting or secret is missing or malformed; the message names it.
@@ -109,6 +112,7 @@ impl Error {
             Error::CredentialsExpired => "credentials_expired",
             Error::InvalidRenewalToken => "invalid_renewal_token",
             Error::CrossSiteRequest => "cross_site_request",
+            Error::InvalidRefreshToken => "invalid_refresh_token",
             Error::Config(_) | Error::SecretFile { .. } => "configuration_error",
             Error::DatabaseUnavailable(_) => "database_unavailable",
             Error::SchemaMissing => "schema_missing",
@@ -148,6 +152,7 @@ impl Error {
             }
             Error::InvalidUsername(_) => Some("username"),
             Error::InvalidRenewalToken => Some("renewal_token"),
+            Error::InvalidRefreshToken => Some("refresh_token"),
             _ => None,
         }
     }
@@ -219,6 +224,9 @@ impl fmt::Display for Error {
             Error::CrossSiteRequest => f.write_str(
                 "This request was sent by another web site and was refused; \
                  use the COFRAP page itself.",
+            ),
+            Error::InvalidRefreshToken => f.write_str(
+                "The session has ended or the refresh token is not valid. Sign in again.",
             ),
             Error::Config(what) | Error::SecretFile { message: what, .. } => {
                 write!(f, "The function is misconfigured: {what}.")
@@ -304,6 +312,7 @@ mod tests {
             Error::CredentialsExpired,
             Error::InvalidRenewalToken,
             Error::CrossSiteRequest,
+            Error::InvalidRefreshToken,
             Error::Config(String::new()),
             Error::SecretFile {
                 message: String::new(),

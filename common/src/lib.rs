@@ -1,9 +1,10 @@
 //! What the COFRAP credential functions share.
 //!
-//! Each function (generate-password, generate-2fa, authenticate) is a small
-//! binary that the OpenFaaS classic watchdog starts once per request: the
-//! request body on stdin, the response on stdout. The binaries are thin; this
-//! library holds everything else, one module per concern:
+//! Each function (generate-password, generate-2fa, authenticate, refresh,
+//! sign-out, jwks) is a small binary that the OpenFaaS classic watchdog
+//! starts once per request: the request body on stdin, the response on
+//! stdout. The binaries are thin; this library holds everything else, one
+//! module per concern:
 //!
 //! - [`function`]: the life of one invocation, shared by all functions;
 //! - [`protocol`]: the request and response on stdin and stdout;
@@ -17,7 +18,9 @@
 //! - [`totp`]: TOTP secrets, codes and the otpauth URI;
 //! - [`encryption`]: Fernet with key rotation;
 //! - [`renewal`]: the tokens that let expired credentials be renewed;
-//! - [`qr`]: QR codes as base64 PNG.
+//! - [`qr`]: QR codes as base64 PNG;
+//! - [`session`]: sessions after sign-in: access and refresh tokens, rotation, sign-out;
+//! - [`jwt`]: signing access tokens (Ed25519) and publishing the keys (JWKS).
 
 pub mod account;
 pub mod config;
@@ -26,10 +29,12 @@ pub mod db;
 pub mod encryption;
 pub mod error;
 pub mod function;
+pub mod jwt;
 pub mod password;
 pub mod protocol;
 pub mod qr;
 pub mod renewal;
+pub mod session;
 pub mod totp;
 pub mod username;
 

@@ -1,5 +1,6 @@
 //! authenticate: checks a password and a TOTP code. The first success
 //! activates the account; valid but expired credentials start the renewal.
+//! A success opens a session: an access token and a refresh token.
 //!
 //! Request `{"username": "...", "password": "...", "totp_code": "123456"}`.
 //! The contract is in the README.
@@ -8,9 +9,9 @@ use common::account::{self, SignIn, Username};
 use common::config::Config;
 use common::function::{self, Function};
 use common::protocol::Fields;
-use common::{password, renewal, totp, Error};
+use common::{password, renewal, session, totp, Error};
 use postgres::Client;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::process::ExitCode;
 
 struct Authenticate;
@@ -35,6 +36,7 @@ impl Function for Authenticate {
     }
 
     fn execute(request: Request, config: &Config, db: &mut Client) -> Result<Value, Error> {
+        let keys = config.signing_keys()?;
         let outcome = account::authenticate(
             db,
             config,
@@ -42,14 +44,21 @@ impl Function for Authenticate {
             &request.password,
             &request.totp_code,
             totp::unix_now(),
-            // Nothing more to do in the sign-in transaction yet.
-            |_, _| Ok(()),
+            // The session is opened inside the sign-in transaction.
+            |tx, signed_in| session::open(tx, config, &keys, signed_in.id, &signed_in.username),
         )?;
         Ok(match outcome {
-            SignIn::Authenticated { username, .. } => json!({
-                "authenticated": true,
-                "username": username,
-            }),
+            SignIn::Authenticated {
+                username,
+                on_success: tokens,
+                ..
+            } => {
+                let mut body = Map::new();
+                body.insert("authenticated".into(), true.into());
+                body.insert("username".into(), username.into());
+                body.extend(tokens.fields());
+                Value::Object(body)
+            }
             SignIn::Expired {
                 username,
                 renewal_token,

@@ -75,6 +75,20 @@ mod tests {
     }
 
     #[test]
+    fn tokens_are_kept_in_memory_only() {
+        for text in [PAGE, SCRIPT] {
+            for storage in [
+                "localStorage",
+                "sessionStorage",
+                "document.cookie",
+                "indexedDB",
+            ] {
+                assert!(!text.contains(storage), "{storage}");
+            }
+        }
+    }
+
+    #[test]
     fn every_field_has_a_label() {
         for id in PAGE
             .split("<input id=\"")

@@ -11,6 +11,9 @@
 // Content-Security-Policy in a meta tag cannot carry frame-ancestors and the
 // classic watchdog sends no header of ours, so a framing site (clickjacking)
 // gets an empty page instead.
+// A sign-in opens a session: its tokens live in this script's memory only
+// (never in storage or cookies), the access token is renewed with the
+// refresh token before it expires, and signing out ends the session.
 
 const MESSAGES = {
   request_too_large: "The request is too large.",
@@ -27,6 +30,7 @@ const MESSAGES = {
   account_exists: "This username is already taken. Choose another one, or sign in.",
   invalid_renewal_token: "The renewal has expired. Sign in again to start it over.",
   cross_site_request: "This request came from another web site and was refused. Open the COFRAP page directly.",
+  invalid_refresh_token: "Your session has ended. Please sign in again.",
   invalid_credentials: "The username, password or code is not valid.",
   already_enrolled: "Two-factor authentication is already active for this account. Sign in instead.",
   credentials_expired: "Your credentials have expired: sign in to renew them.",
@@ -43,6 +47,8 @@ const MESSAGES = {
 };
 
 const state = { username: "", password: "", renewalToken: null };
+// The open session, if any: { username, accessToken, refreshToken, endsAt, timer }.
+let session = null;
 const $ = (id) => document.getElementById(id);
 const VIEWS = ["signin", "create", "password-step", "totp-step", "done"];
 
@@ -127,11 +133,53 @@ function forgetSecrets() {
   state.renewalToken = null;
 }
 
-function signedIn(username, text) {
+function signedIn(answer, text) {
   forgetSecrets();
-  $("done-text").textContent = text.replace("{user}", username);
+  $("done-text").textContent = text.replace("{user}", answer.username);
   say("", false);
+  keepSession(answer);
   show("done");
+}
+
+// Takes the tokens of a sign-in or a refresh, says until when the session
+// lasts, and plans the next refresh: a minute before the access token
+// expires (a quarter of its life for short ones).
+function keepSession(answer) {
+  if (session) clearTimeout(session.timer);
+  const now = Date.now();
+  session = {
+    username: answer.username,
+    accessToken: answer.access_token,
+    refreshToken: answer.refresh_token,
+    endsAt: new Date(now + answer.refresh_expires_in * 1000),
+  };
+  const until = session.endsAt.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  $("session-text").textContent = "Signed in as " + session.username + " until " + until + ".";
+  const lead = Math.min(60, answer.expires_in / 4);
+  session.timer = setTimeout(renewSession, Math.max(1, answer.expires_in - lead) * 1000);
+}
+
+async function renewSession() {
+  if (!session) return;
+  const current = session;
+  const answer = await call("refresh", { refresh_token: current.refreshToken });
+  if (session !== current) return; // signed out meanwhile
+  if (answer.access_token) {
+    keepSession(answer);
+  } else if (["busy", "timeout", "unreachable"].includes(answer.code) && Date.now() < current.endsAt) {
+    current.timer = setTimeout(renewSession, 5000);
+  } else {
+    endSession();
+    say(explain(answer.code === "invalid_refresh_token" ? answer : { code: "invalid_refresh_token" }), false);
+    show("signin");
+  }
+}
+
+// Forgets the session's tokens.
+function endSession() {
+  if (session) clearTimeout(session.timer);
+  session = null;
+  $("session-text").textContent = "";
 }
 
 onSubmit("signin-form", async (form) => {
@@ -142,7 +190,7 @@ onSubmit("signin-form", async (form) => {
   form.code.value = "";
   if (answer.authenticated === true) {
     form.password.value = "";
-    signedIn(answer.username, "Welcome back, {user}.");
+    signedIn(answer, "Welcome back, {user}.");
     return;
   }
   if (answer.code === "credentials_expired" && answer.renewal_token) {
@@ -197,7 +245,7 @@ onSubmit("totp-form", async (form) => {
   });
   form.code.value = "";
   if (answer.authenticated === true) {
-    signedIn(answer.username, "Your account is active. You are signed in as {user}.");
+    signedIn(answer, "Your account is active. You are signed in as {user}.");
   } else {
     say(explain(answer), false);
   }
@@ -205,12 +253,21 @@ onSubmit("totp-form", async (form) => {
 
 $("to-create").addEventListener("click", () => { say("", false); show("create"); });
 $("create-back").addEventListener("click", () => { say("", false); show("signin"); });
-$("sign-out").addEventListener("click", () => {
+$("sign-out").addEventListener("click", async () => {
+  const ending = session;
+  endSession();
   forgetSecrets();
   $("done-text").textContent = "";
   for (const field of document.querySelectorAll("input")) field.value = "";
-  say("", false);
+  say("You are signed out.", true);
   show("signin");
+  if (ending) {
+    const answer = await call("sign-out", { refresh_token: ending.refreshToken });
+    // Only if nothing has been said since: a late answer must not overwrite.
+    if (answer.signed_out !== true && $("message").textContent === "You are signed out.") {
+      say("The sign-out may not have reached the server: " + explain(answer), false);
+    }
+  }
 });
 
 // Inside a frame the page shows nothing usable: the forms are removed.
