@@ -257,6 +257,8 @@ impl Functions {
                 ("POSTGRES_DB".into(), dbname.to_owned()),
                 // The lowest cost allowed, to keep the suite quick.
                 ("BCRYPT_COST".into(), "10".into()),
+                // The test server has no TLS (tests/tls.rs tests it).
+                ("POSTGRES_SSLMODE".into(), "disable".into()),
             ],
             dbname: dbname.to_owned(),
             key: key.clone(),

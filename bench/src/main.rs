@@ -659,6 +659,7 @@ fn main() {
             ("POSTGRES_PORT".into(), scratch.server.port.to_string()),
             ("POSTGRES_DB".into(), scratch.name.clone()),
             ("BCRYPT_COST".into(), BCRYPT_COST.to_string()),
+            ("POSTGRES_SSLMODE".into(), "disable".into()),
         ],
     };
 

@@ -9,7 +9,8 @@
 //! - [`protocol`]: the request and response on stdin and stdout;
 //! - [`error`]: the one error type and its mapping to JSON and exit status;
 //! - [`config`]: settings (environment) and secrets (files);
-//! - [`db`]: the connection and the schema check;
+//! - [`deadline`]: the request's deadline and the guard that enforces it;
+//! - [`db`]: the connection (time bounds, TLS), transactions, the schema check;
 //! - [`account`]: the account lifecycle (pending, active, expired);
 //! - [`password`]: generating, hashing and checking passwords;
 //! - [`totp`]: TOTP secrets, codes and the otpauth URI;
@@ -20,6 +21,7 @@
 pub mod account;
 pub mod config;
 pub mod db;
+pub mod deadline;
 pub mod encryption;
 pub mod error;
 pub mod function;

@@ -1,0 +1,43 @@
+-- 0003: a commit that arrives after its request's deadline is refused.
+--
+-- Each function's session sets `cofrap.commit_by` (seconds since the epoch,
+-- on this server's clock) when it checks the schema: a little before the
+-- moment the function stops waiting and answers `database_timeout`. A
+-- deferred constraint trigger checks it when the transaction commits, so a
+-- commit that reaches a frozen or overloaded server which only gets to it
+-- later (the function has long answered "timeout") is rolled back instead of
+-- creating an account whose password nobody received.
+--
+-- Sessions that never set it (the Python functions, psql) are unaffected.
+-- Idempotent: it can run any number of times.
+
+BEGIN;
+
+DO $$ BEGIN PERFORM pg_advisory_xact_lock(hashtext('cofrap_schema_migrations')); END $$;
+
+CREATE OR REPLACE FUNCTION cofrap_refuse_late_commit() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    commit_by text := current_setting('cofrap.commit_by', true);
+BEGIN
+    IF commit_by <> '' AND extract(epoch FROM clock_timestamp()) > commit_by::double precision THEN
+        RAISE EXCEPTION 'commit refused: the request''s deadline has passed'
+            USING ERRCODE = 'CF001';
+    END IF;
+    RETURN NULL;
+END $$;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                    WHERE tgname = 'cofrap_commit_deadline' AND tgrelid = 'users'::regclass) THEN
+        CREATE CONSTRAINT TRIGGER cofrap_commit_deadline
+            AFTER INSERT OR UPDATE ON users
+            DEFERRABLE INITIALLY DEFERRED
+            FOR EACH ROW EXECUTE FUNCTION cofrap_refuse_late_commit();
+    END IF;
+END $$;
+
+INSERT INTO cofrap_schema_migrations (version) VALUES (3) ON CONFLICT DO NOTHING;
+
+COMMIT;
