@@ -24,7 +24,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=1
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
-        images push deploy secrets db up bench run pg-deps
+        images push deploy secrets db up bench run pg-deps tls-deps
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -87,8 +87,16 @@ browser-deps:
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
 	fi
 
-# Everything the tests use: PostgreSQL, Chromium, the Python peers of the parity tests.
-test-deps: pg-deps browser-deps $(PYTHON)
+# openssl, which tests/tls.rs uses to make a CA and the server's certificate.
+tls-deps:
+	@if ! command -v openssl >/dev/null; then \
+	    echo "Installing openssl from Debian's packages"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssl; \
+	fi
+
+# Everything the tests use: PostgreSQL, Chromium, openssl, the Python peers of the parity tests.
+test-deps: pg-deps browser-deps tls-deps $(PYTHON)
 
 $(PYTHON): tests/requirements.txt
 	@python3 -m venv --help >/dev/null 2>&1 || { \
