@@ -5,7 +5,7 @@
 //! filesystem, the way a `scratch` image runs them.
 
 use cofrap_tests::*;
-use common::config::{SECRETS, SETTINGS};
+use common::config::{REQUEST_DEADLINE_MS, SECRETS, SETTINGS};
 use serde_json::json;
 use serde_yaml_ng::Value as Yaml;
 use std::collections::BTreeSet;
@@ -151,6 +151,15 @@ fn stack_yaml_deploys_exactly_the_binaries_with_what_their_code_reads() {
             "request bodies must stay out of logs"
         );
         assert!(seconds(&environment["write_timeout"]) > seconds(&environment["exec_timeout"]));
+        // The function answers by its deadline, at least a second before
+        // the watchdog would kill it.
+        if let Some(deadline) = environment.get(REQUEST_DEADLINE_MS) {
+            let deadline_ms: u64 = deadline.as_str().unwrap().parse().unwrap();
+            assert!(
+                deadline_ms + 1000 <= seconds(&environment["exec_timeout"]) * 1000,
+                "{name}: {REQUEST_DEADLINE_MS} must stay a second below exec_timeout"
+            );
+        }
         assert!(seconds(&environment["read_timeout"]) > 0);
         assert!(
             environment["max_inflight"]

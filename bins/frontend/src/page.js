@@ -23,6 +23,7 @@ const MESSAGES = {
   two_factor_not_enrolled: "Two-factor authentication is not set up yet for this account. Create the account again once its enrollment window has passed, or finish the setup.",
   configuration_error: "The service is misconfigured. Please try again later.",
   database_unavailable: "The service is unavailable. Please try again later.",
+  database_timeout: "The service did not answer in time. Please try again in a moment.",
   schema_missing: "The service is not ready yet. Please try again later.",
   schema_outdated: "The service is being upgraded. Please try again later.",
   database_error: "Something went wrong on our side. Please try again.",
