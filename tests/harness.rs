@@ -616,3 +616,89 @@ pub fn count_accounts(db: &mut Client, usernames: &[String]) -> i64 {
     .unwrap()
     .get(0)
 }
+
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is missing (make test installs it)");
+    assert!(output.status.success(), "openssl {args:?}: {output:?}");
+}
+
+/// For TLS tests: a CA (`ca.pem`), another CA nobody uses (`other-ca.pem`), and the
+/// server's key and certificate for `localhost` signed by the first
+/// (`server.key`, `server.pem`), readable by the cluster's owner.
+pub fn tls_certificates() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("cofrap-tls-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let (key, pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+        let subject = format!("/CN=COFRAP test {ca}");
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &pem]);
+        openssl(&dir, &args);
+    }
+    let mut args = vec!["req", "-subj", "/CN=localhost"];
+    args.extend(ec);
+    args.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(&dir, &args);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName = DNS:localhost\nextendedKeyUsage = serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    if is_root() {
+        assert!(Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success());
+    }
+    assert!(Command::new("chmod")
+        .args(["600"])
+        .arg(dir.join("server.key"))
+        .status()
+        .unwrap()
+        .success());
+    dir
+}
+
+/// The `postgresql.conf` lines that serve TLS with [`tls_certificates`].
+pub fn tls_settings(certs: &Path) -> String {
+    format!(
+        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'",
+        certs.join("server.pem").display(),
+        certs.join("server.key").display()
+    )
+}

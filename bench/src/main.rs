@@ -12,10 +12,13 @@
 //! bcrypt's own jitter (a few ms) would otherwise drown the few ms under test.
 //!
 //! It runs with 10,000 and then 1,000,000 accounts in the table, then runs
-//! authenticate from 2 × cores concurrent clients. It prints a report and
+//! authenticate from 2 × cores concurrent clients, then times the answers to
+//! database faults and the cost of TLS ([`faults`]). It prints a report and
 //! writes it to BENCHMARKS.md. Nothing here is a test: `make test` has no
 //! timing assertions; the targets are judged here, by a person, on a machine
 //! whose name the report carries.
+
+mod faults;
 
 use cofrap_tests::{code_at, current_step, fernet_key, unique, ScratchDatabase};
 use common::encryption::Keyring;
@@ -149,6 +152,12 @@ struct Environment {
 }
 
 impl Environment {
+    /// Sets (or replaces) one variable.
+    fn set(&mut self, name: &str, value: &str) {
+        self.variables.retain(|(k, _)| k != name);
+        self.variables.push((name.to_owned(), value.to_owned()));
+    }
+
     /// Runs `program` once on `request`, as the watchdog does.
     // The child is reaped by wait4 (wait_with_usage), not by Child::wait.
     #[allow(clippy::zombie_processes)]
@@ -712,7 +721,7 @@ fn main() {
             )
         })
         .collect();
-    let text = report(
+    let mut text = report(
         &rounds,
         hash_ms,
         verify_ms,
@@ -720,6 +729,7 @@ fn main() {
         &load,
         &postgres_version,
     );
+    text.push_str(&faults::section(&env, &secrets));
     print!("{text}");
     let path: &Path = &cofrap_tests::repo_root().join("BENCHMARKS.md");
     std::fs::write(path, &text).unwrap();
