@@ -3,8 +3,8 @@
 //!
 //! Every step is bounded by the request's [`Deadline`]: name resolution runs
 //! on a thread we stop waiting for, the TCP connect has the remaining time,
-//! and the session starts with `statement_timeout` and `lock_timeout` set to
-//! what remains less the deadline's margin, so that a lock wait or a slow
+//! and the session's first query sets `statement_timeout` and `lock_timeout`
+//! to what remains less the deadline's margin, so that a lock wait or a slow
 //! statement ends in an error and a rollback while there is still time to
 //! answer. What the server cannot bound (a frozen server, a stalled TLS
 //! handshake) the deadline's guard thread does ([`crate::deadline`]).
@@ -53,17 +53,12 @@ pub fn connect(
         config.hostaddr(resolve(&settings.host, settings.port, deadline)?);
     }
     deadline::enter(Phase::Connect);
-    // The server stops any statement, and any lock wait, that would end
-    // after the deadline less its margin. 0 would mean "no limit": at least 1.
-    let budget_ms = deadline.database_budget().as_millis().max(1);
-    let timeouts = format!("-c statement_timeout={budget_ms} -c lock_timeout={budget_ms}");
     config
         .port(settings.port)
         .dbname(&settings.dbname)
         .user(&settings.user)
         .password(&settings.password)
         .application_name(application_name)
-        .options(&timeouts)
         .connect_timeout(deadline.remaining().max(Duration::from_millis(1)));
     let connected = match (&settings.tls, socket) {
         // TLS over a Unix socket protects nothing: libpq skips it too.
@@ -225,21 +220,28 @@ pub fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Checks that the schema is there and recent enough, and tells the session
-/// when to stop accepting commits (see the module's doc). A simple query:
-/// one round trip, where a prepared one would take two.
+/// Checks that the schema is there and recent enough, and sets the
+/// session's time bounds, in one simple query (one round trip):
+/// - `statement_timeout` and `lock_timeout`: the server stops any statement,
+///   and any lock wait, that would end after the deadline less its margin;
+/// - `cofrap.commit_by`: the instant, on the server's clock, after which it
+///   must refuse to commit (see the module's doc).
+///
+/// They are set here rather than as connection options so that a pooler in
+/// front of PostgreSQL (PgBouncer refuses unknown startup options) is no
+/// obstacle.
 pub fn check_schema(client: &mut Client, deadline: &Deadline) -> Result<(), Error> {
     deadline::enter(Phase::SchemaCheck);
-    // Computed now, applied by the server when it runs the query: a server
-    // slow to run it makes its own instant later than ours, by at most the
-    // query's round trip, which must therefore stay within half the margin.
-    let commit_within_ms = deadline.database_budget().as_millis();
+    // 0 would mean "no limit": at least 1 ms.
+    let budget_ms = deadline.database_budget().as_millis().max(1);
     let sent = Instant::now();
     let messages = client
         .simple_query(&format!(
             "SELECT coalesce(max(version), 0), \
+                    set_config('statement_timeout', '{budget_ms}', false), \
+                    set_config('lock_timeout', '{budget_ms}', false), \
                     set_config('cofrap.commit_by', \
-                               (extract(epoch FROM clock_timestamp()) + {commit_within_ms} / 1000.0)::text, \
+                               (extract(epoch FROM clock_timestamp()) + {budget_ms} / 1000.0)::text, \
                                false) \
                FROM cofrap_schema_migrations"
         ))
@@ -261,11 +263,19 @@ pub fn check_schema(client: &mut Client, deadline: &Deadline) -> Result<(), Erro
             expected: SCHEMA_VERSION,
         });
     }
-    if round_trip > deadline.margin() / 2 {
-        return Err(Error::timeout(format!(
-            "the database took {} ms to answer one query",
-            round_trip.as_millis()
-        )));
+    // The server read its clock somewhere within the round trip, so its
+    // commit_by may be up to a round trip later than ours. Negligible on a
+    // healthy network; when it is not, move the instant back by the round
+    // trip, so that it is never later than the deadline less the margin.
+    if round_trip > Duration::from_millis(20) {
+        client
+            .simple_query(&format!(
+                "SELECT set_config('cofrap.commit_by', \
+                        (current_setting('cofrap.commit_by')::double precision - {}::double precision)::text, \
+                        false)",
+                round_trip.as_secs_f64()
+            ))
+            .map_err(Error::from)?;
     }
     Ok(())
 }
