@@ -8,7 +8,8 @@
 -- later (the function has long answered "timeout") is rolled back instead of
 -- creating an account whose password nobody received.
 --
--- Sessions that never set it (the Python functions, psql) are unaffected.
+-- Sessions that never set it (the Python functions, psql) are unaffected,
+-- and pay nothing: the trigger's WHEN clause skips their rows.
 -- Idempotent: it can run any number of times.
 
 BEGIN;
@@ -34,7 +35,11 @@ BEGIN
         CREATE CONSTRAINT TRIGGER cofrap_commit_deadline
             AFTER INSERT OR UPDATE ON users
             DEFERRABLE INITIALLY DEFERRED
-            FOR EACH ROW EXECUTE FUNCTION cofrap_refuse_late_commit();
+            FOR EACH ROW
+            -- Checked when the row is written: sessions without the setting
+            -- queue nothing (bulk loads, the Python functions, migrations).
+            WHEN (current_setting('cofrap.commit_by', true) <> '')
+            EXECUTE FUNCTION cofrap_refuse_late_commit();
     END IF;
 END $$;
 
