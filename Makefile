@@ -20,6 +20,10 @@ HOST     := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 PYTHON   := $(VENV)/bin/python
 # apt-get needs root: use sudo when we are not root.
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# A throwaway cluster (pg_virtualenv -t: its own temporary folder) on a free
+# port: pg_virtualenv would take 5432, and the socket of a second cluster
+# on the machine (another checkout's make test) would clash on it.
+THROWAWAY_PG := PGPORT=$$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') pg_virtualenv -t
 # Quiet psql: no NOTICEs ("already exists, skipping") from idempotent migrations.
 PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=1
 
@@ -46,7 +50,7 @@ test: test-deps static ## Run every test on a throwaway PostgreSQL (or on DATABA
 	    $(MAKE) --no-print-directory test-on-database; \
 	else \
 	    echo "Starting a throwaway PostgreSQL cluster (pg_virtualenv)"; \
-	    pg_virtualenv -t sh -c '$(MAKE) --no-print-directory test-on-database'; \
+	    $(THROWAWAY_PG) sh -c '$(MAKE) --no-print-directory test-on-database'; \
 	fi
 
 # Runs inside the database environment that `test` set up.
@@ -59,7 +63,7 @@ bench: test-deps ## Measure each function as the watchdog runs it; writes BENCHM
 	@if [ -n "$$DATABASE_URL" ]; then \
 	    target/release/cofrap-bench; \
 	else \
-	    pg_virtualenv -t target/release/cofrap-bench; \
+	    $(THROWAWAY_PG) target/release/cofrap-bench; \
 	fi
 
 lint: ## rustfmt check and clippy, warnings as errors

@@ -274,7 +274,7 @@ fn backends_terminated_during_requests_answer_database_unavailable() {
             let (output, elapsed) = timed(
                 &functions,
                 "generate-password",
-                &json!({ "username": user }),
+                &json!({ "username": user, "request_id": request_id(&user) }),
             );
             if output.status == 0 {
                 decode_qr(output.json()["qr_code_base64"].as_str().unwrap());
@@ -311,6 +311,118 @@ fn backends_terminated_during_requests_answer_database_unavailable() {
         .unwrap()
         .get(0);
     assert_eq!(activated, 0);
+
+    // Every failed request, retried with its request id, gets a password
+    // that works: orphans included.
+    for user in &failed {
+        let password = decode_qr(
+            functions.call(
+                "generate-password",
+                json!({ "username": user, "request_id": request_id(user) }),
+            )["qr_code_base64"]
+                .as_str()
+                .unwrap(),
+        );
+        functions.call(
+            "generate-2fa",
+            json!({"username": user, "password": password}),
+        );
+    }
+}
+
+/// A request id for `user`'s creation: random, as a client makes it, and
+/// the same for its retries.
+fn request_id(user: &str) -> String {
+    format!(
+        "{:0>22}",
+        user.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    )
+}
+
+#[test]
+fn a_retry_with_the_same_request_id_after_a_lost_reply_gets_a_password() {
+    let functions = Functions::new();
+    let user = unique("lost");
+    let id = "u8rV0iXq3lP-7dZkQm2aYw_TqF";
+    // Created, but suppose the reply never arrived.
+    let first = decode_qr(
+        functions.call(
+            "generate-password",
+            json!({"username": user, "request_id": id}),
+        )["qr_code_base64"]
+            .as_str()
+            .unwrap(),
+    );
+    // Anyone else, with another id or none: taken.
+    for other in [
+        json!({"username": user}),
+        json!({"username": user.to_uppercase(), "request_id": "another-request-id-1234567"}),
+    ] {
+        let output = functions.run("generate-password", other.to_string().as_bytes());
+        assert_eq!(output.json()["code"], "account_exists", "{output:?}");
+    }
+    // The same request again: a new password, which works; the lost one not.
+    let retried = functions.call(
+        "generate-password",
+        json!({"username": user, "request_id": id}),
+    );
+    assert_eq!(retried["username"], user.as_str());
+    let second = decode_qr(retried["qr_code_base64"].as_str().unwrap());
+    assert_ne!(first, second);
+    let output = functions.run(
+        "generate-2fa",
+        json!({"username": user, "password": first})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(output.json()["code"], "invalid_credentials");
+    functions.call(
+        "generate-2fa",
+        json!({"username": user, "password": second}),
+    );
+    // Once enrolled, the id is worth nothing.
+    let output = functions.run(
+        "generate-password",
+        json!({"username": user, "request_id": id})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(output.json()["code"], "account_exists", "{output:?}");
+    // A malformed id is refused before anything else.
+    let output = functions.run(
+        "generate-password",
+        json!({"username": unique("lost"), "request_id": "short"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(output.json()["code"], "invalid_field");
+    assert_eq!(output.json()["field"], "request_id");
+}
+
+#[test]
+fn a_password_set_without_the_request_id_forgets_it() {
+    // The Python generate-password (or any session without a request id)
+    // overwriting the account takes the reissue away from the first client.
+    let functions = Functions::new();
+    let user = unique("forgot");
+    let id = "Forgotten-request-id-000000";
+    functions.call(
+        "generate-password",
+        json!({"username": user, "request_id": id}),
+    );
+    let mut db = functions.db();
+    db.execute(
+        "UPDATE users SET password_hash = 'x' WHERE username = $1",
+        &[&user],
+    )
+    .unwrap();
+    let output = functions.run(
+        "generate-password",
+        json!({"username": user, "request_id": id})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(output.json()["code"], "account_exists", "{output:?}");
 }
 
 #[test]

@@ -16,6 +16,7 @@
 //! - [`totp`]: TOTP secrets, codes and the otpauth URI;
 //! - [`encryption`]: Fernet with key rotation;
 //! - [`renewal`]: the tokens that let expired credentials be renewed;
+//! - [`request_id`]: generate-password's retry after a lost reply;
 //! - [`qr`]: QR codes as base64 PNG.
 
 pub mod account;
@@ -29,6 +30,7 @@ pub mod password;
 pub mod protocol;
 pub mod qr;
 pub mod renewal;
+pub mod request_id;
 pub mod totp;
 
 pub use error::Error;

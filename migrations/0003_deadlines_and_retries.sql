@@ -1,4 +1,5 @@
--- 0003: a commit that arrives after its request's deadline is refused.
+-- 0003: a commit that arrives after its request's deadline is refused; a
+-- creation whose reply was lost can be retried by its own client.
 --
 -- Each function's session sets `cofrap.commit_by` (seconds since the epoch,
 -- on this server's clock) when it checks the schema: a little before the
@@ -40,6 +41,32 @@ BEGIN
             -- queue nothing (bulk loads, the Python functions, migrations).
             WHEN (current_setting('cofrap.commit_by', true) <> '')
             EXECUTE FUNCTION cofrap_refuse_late_commit();
+    END IF;
+END $$;
+
+-- generate-password's `request_id` (README: "a commit whose reply is lost").
+-- creation_request holds the SHA-256 (hex) of the request id of whoever set
+-- the current password, or NULL. A function session that carries a request
+-- id sets `cofrap.creation_request`; this trigger records it with every new
+-- password (insert, reset, renewal, reissue) and forgets it when a session
+-- without one sets the password (the Python functions), so that only the
+-- client who set the current password can have it reissued.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS creation_request text;
+
+CREATE OR REPLACE FUNCTION cofrap_record_creation_request() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.creation_request := nullif(current_setting('cofrap.creation_request', true), '');
+    RETURN NEW;
+END $$;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                    WHERE tgname = 'cofrap_creation_request' AND tgrelid = 'users'::regclass) THEN
+        CREATE TRIGGER cofrap_creation_request
+            BEFORE INSERT OR UPDATE OF password_hash ON users
+            FOR EACH ROW EXECUTE FUNCTION cofrap_record_creation_request();
     END IF;
 END $$;
 
