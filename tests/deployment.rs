@@ -600,7 +600,8 @@ fn static_binaries_answer_from_an_empty_root_as_an_unprivileged_user() {
                 .env("POSTGRES_HOST", address.to_string())
                 .env("POSTGRES_PORT", server.port.to_string())
                 .env("POSTGRES_DB", &functions.dbname)
-                .env("BCRYPT_COST", "10"),
+                .env("BCRYPT_COST", "10")
+                .env("POSTGRES_SSLMODE", "disable"),
             request.to_string().as_bytes(),
         );
         let stdout = String::from_utf8_lossy(&output.stdout);
