@@ -629,3 +629,70 @@ fn through_the_real_watchdog_a_held_lock_is_a_500_with_json_not_a_kill() {
         "orphans"
     );
 }
+
+/// A resolver that never answers (a name server that swallows queries), in a
+/// network and mount namespace of the test's own: the function stops
+/// waiting for the name at the deadline.
+#[test]
+fn a_silent_resolver_gets_database_timeout_in_time() {
+    if !is_root() {
+        eprintln!("skipped: namespaces need root (make test runs as root)");
+        return;
+    }
+    let mut functions = Functions::new();
+    functions.set("REQUEST_DEADLINE_MS", &DEADLINE_MS.to_string());
+    functions.set("POSTGRES_HOST", "db.cofrap.invalid");
+    let dir = std::env::temp_dir().join(unique("cofrap-resolver-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("resolv.conf"),
+        "nameserver 127.0.0.1\noptions timeout:30 attempts:5\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+    // In the namespaces: loopback up, our resolv.conf and hosts, a UDP
+    // listener on port 53 that reads queries and never answers, then the
+    // function.
+    let script = r#"
+        ip link set lo up &&
+        mount --bind "$1/resolv.conf" /etc/resolv.conf &&
+        mount --bind "$1/hosts" /etc/hosts || exit 2
+        python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+while True: s.recvfrom(512)' </dev/null >/dev/null 2>&1 &
+        listener=$!
+        sleep 0.3
+        "$2"
+        status=$?
+        kill $listener
+        exit $status
+    "#;
+    let started = Instant::now();
+    let output = run_with_input(
+        std::process::Command::new("unshare")
+            .args(["--net", "--mount", "--", "sh", "-c", script, "sh"])
+            .arg(&dir)
+            .arg(binary("generate-password"))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .envs(functions.settings().iter().map(|(k, v)| (k, v))),
+        json!({"username": unique("dns")}).to_string().as_bytes(),
+    );
+    let elapsed = started.elapsed();
+    let _ = std::fs::remove_dir_all(&dir);
+    let output = Output {
+        status: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    if output.status == 2 || (output.status != 1 && output.stderr.contains("unshare")) {
+        eprintln!(
+            "skipped: namespaces are not available here: {}",
+            output.stderr
+        );
+        return;
+    }
+    let detail = assert_fault_in_time(&output, elapsed, "database_timeout");
+    assert!(detail.contains("resolving"), "{detail}");
+}
