@@ -41,12 +41,16 @@ OFFLINE_CONTEXTS = $(if $(WATCHDOG),$(if $(filter podman,$(ENGINE)),--pull=never
 PYTHON   := $(VENV)/bin/python
 # apt-get needs root: use sudo when we are not root.
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# A throwaway cluster (pg_virtualenv -t: its own temporary folder) on a free
+# port: pg_virtualenv would take 5432, and the socket of a second cluster
+# on the machine (another checkout's make test) would clash on it.
+THROWAWAY_PG := PGPORT=$$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') pg_virtualenv -t
 # Quiet psql: no NOTICEs ("already exists, skipping") from idempotent migrations.
 PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=1
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
         images push deploy secrets db up bench run pg-deps db-roles container-deps podman-conf \
-        image-contexts unlock
+        image-contexts unlock tls-deps
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -69,7 +73,7 @@ test: test-deps container-deps static $(TEST_SECRETS)/db-credentials-password ##
 	    $(MAKE) --no-print-directory test-on-database; \
 	else \
 	    echo "Starting a throwaway PostgreSQL cluster (pg_virtualenv)"; \
-	    pg_virtualenv -t sh -c '$(MAKE) --no-print-directory test-on-database'; \
+	    $(THROWAWAY_PG) sh -c '$(MAKE) --no-print-directory test-on-database'; \
 	fi
 
 # Runs inside the database environment that `test` set up, connected as its
@@ -92,7 +96,7 @@ bench: test-deps container-deps static $(TEST_SECRETS)/db-credentials-password #
 	@export COFRAP_TEST_SECRETS=$(CURDIR)/$(TEST_SECRETS); if [ -n "$$DATABASE_URL" ]; then \
 	    target/release/cofrap-bench; \
 	else \
-	    pg_virtualenv -t target/release/cofrap-bench; \
+	    $(THROWAWAY_PG) target/release/cofrap-bench; \
 	fi
 
 lint: ## rustfmt check and clippy, warnings as errors
@@ -165,8 +169,16 @@ image-contexts: static
 	    install -d -m 1777 target/images/$$function/out/tmp || exit 1; \
 	done
 
-# Everything the tests use: PostgreSQL, Chromium, the Python peers of the parity tests.
-test-deps: pg-deps browser-deps $(PYTHON)
+# openssl, which tests/tls.rs uses to make a CA and the server's certificate.
+tls-deps:
+	@if ! command -v openssl >/dev/null; then \
+	    echo "Installing openssl from Debian's packages"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssl; \
+	fi
+
+# Everything the tests use: PostgreSQL, Chromium, openssl, the Python peers of the parity tests.
+test-deps: pg-deps browser-deps tls-deps $(PYTHON)
 
 $(PYTHON): tests/requirements.txt
 	@python3 -m venv --help >/dev/null 2>&1 || { \

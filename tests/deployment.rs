@@ -6,7 +6,7 @@
 //! (The images themselves are built and run in tests/images.rs.)
 
 use cofrap_tests::*;
-use common::config::{JWT_SIGNING_KEYS_SECRET, SECRETS, SETTINGS};
+use common::config::{JWT_SIGNING_KEYS_SECRET, REQUEST_DEADLINE_MS, SECRETS, SETTINGS};
 use serde_json::json;
 use serde_yaml_ng::Value as Yaml;
 use std::collections::BTreeSet;
@@ -162,6 +162,15 @@ fn stack_yaml_deploys_exactly_the_binaries_with_what_their_code_reads() {
             "request bodies must stay out of logs"
         );
         assert!(seconds(&environment["write_timeout"]) > seconds(&environment["exec_timeout"]));
+        // The function answers by its deadline, at least a second before
+        // the watchdog would kill it.
+        if let Some(deadline) = environment.get(REQUEST_DEADLINE_MS) {
+            let deadline_ms: u64 = deadline.as_str().unwrap().parse().unwrap();
+            assert!(
+                deadline_ms + 1000 <= seconds(&environment["exec_timeout"]) * 1000,
+                "{name}: {REQUEST_DEADLINE_MS} must stay a second below exec_timeout"
+            );
+        }
         assert!(seconds(&environment["read_timeout"]) > 0);
         assert!(
             environment["max_inflight"]
@@ -662,7 +671,8 @@ fn static_binaries_answer_from_an_empty_root_as_an_unprivileged_user() {
                 .env("POSTGRES_HOST", address.to_string())
                 .env("POSTGRES_PORT", server.port.to_string())
                 .env("POSTGRES_DB", &functions.dbname)
-                .env("BCRYPT_COST", "10"),
+                .env("BCRYPT_COST", "10")
+                .env("POSTGRES_SSLMODE", "disable"),
             request.to_string().as_bytes(),
         );
         let stdout = String::from_utf8_lossy(&output.stdout);

@@ -36,7 +36,7 @@ pub fn repo_root() -> PathBuf {
 
 /// Where cargo put the function binaries: the test executable lives in
 /// `target/<profile>/deps/`, the binaries in `target/<profile>/`.
-fn binary(function: &str) -> PathBuf {
+pub fn binary(function: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().unwrap().parent().unwrap().join(function);
     assert!(
@@ -351,6 +351,8 @@ impl Functions {
                 ("POSTGRES_DB".into(), dbname.to_owned()),
                 // The lowest cost allowed, to keep the suite quick.
                 ("BCRYPT_COST".into(), "10".into()),
+                // The test server has no TLS (tests/tls.rs tests it).
+                ("POSTGRES_SSLMODE".into(), "disable".into()),
             ],
             dbname: dbname.to_owned(),
             key: key.clone(),
@@ -549,4 +551,282 @@ pub fn python(operation: &str, args: Value) -> Value {
     );
     assert!(output.status.success(), "peer.py {operation} failed");
     serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// A PostgreSQL cluster of a test's own (initdb and pg_ctl in a temporary
+/// folder, on a free port of 127.0.0.1 and a socket folder of its own), for
+/// the faults a shared server must not suffer: stopping it, restarting it,
+/// turning TLS on and off. Stopped and removed when dropped. PostgreSQL
+/// refuses to run as root: as root it runs as the `postgres` user.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub server: Server,
+    bin: PathBuf,
+}
+
+impl Cluster {
+    /// A new cluster with the schema applied to database `cofrap_db`;
+    /// `settings` are extra `postgresql.conf` lines.
+    pub fn start(settings: &str) -> Cluster {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is not installed (make test installs it)")
+            .map(|entry| entry.unwrap().path().join("bin"))
+            .filter(|bin| bin.join("initdb").exists())
+            .max_by_key(|bin| {
+                bin.parent()
+                    .and_then(|v| v.file_name())
+                    .and_then(|v| v.to_str())
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .unwrap_or(0)
+            })
+            .expect("no initdb under /usr/lib/postgresql");
+        let dir = std::env::temp_dir().join(unique("cofrap-cluster-"));
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        let password = unique("pw");
+        std::fs::write(dir.join("pwfile"), format!("{password}\n")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = Cluster {
+            server: Server {
+                host: "127.0.0.1".into(),
+                port,
+                user: "cofrap_admin".into(),
+                password,
+                dbname: "cofrap_db".into(),
+            },
+            dir,
+            port,
+            bin,
+        };
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&cluster.dir)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let pgdata = cluster.dir.join("data");
+        let initdb = cluster.as_owner(cluster.bin.join("initdb"), |c| {
+            c.arg("--pgdata")
+                .arg(&pgdata)
+                .args(["--username=cofrap_admin", "--auth=scram-sha-256"])
+                .arg(format!("--pwfile={}", cluster.dir.join("pwfile").display()))
+                .args(["--encoding=UTF8", "--no-instructions", "--no-sync"])
+        });
+        assert!(initdb.status.success(), "initdb: {initdb:?}");
+        let conf = format!(
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
+             fsync = off\nshared_buffers = 16MB\nmax_connections = 20\n{settings}\n",
+            cluster.dir.join("run").display()
+        );
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(pgdata.join("postgresql.conf"))
+            .unwrap();
+        file.write_all(conf.as_bytes()).unwrap();
+        cluster.start_again();
+        cluster
+            .server
+            .connect_to("postgres")
+            .batch_execute("CREATE DATABASE cofrap_db")
+            .unwrap();
+        let migrated = Command::new("make")
+            .args(["--no-print-directory", "-s", "db-migrate"])
+            .current_dir(repo_root())
+            .env("DATABASE_URL", cluster.server.url("cofrap_db"))
+            .output()
+            .unwrap();
+        assert!(migrated.status.success(), "db-migrate: {migrated:?}");
+        cluster
+    }
+
+    /// Runs a PostgreSQL program as the cluster's owner.
+    fn as_owner(
+        &self,
+        program: PathBuf,
+        args: impl FnOnce(&mut Command) -> &mut Command,
+    ) -> std::process::Output {
+        let mut command = if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        };
+        args(&mut command).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// pg_ctl `action` (start, stop, reload...), waiting for it.
+    pub fn pg_ctl(&self, action: &str) {
+        let pgdata = self.dir.join("data");
+        let log = self.dir.join("postgres.log");
+        let output = self.as_owner(self.bin.join("pg_ctl"), |c| {
+            c.arg("--pgdata").arg(&pgdata).arg("--log").arg(&log).args([
+                "--wait",
+                "--silent",
+                "--mode=fast",
+                action,
+            ])
+        });
+        assert!(output.status.success(), "pg_ctl {action}: {output:?}");
+    }
+
+    pub fn stop(&self) {
+        self.pg_ctl("stop");
+    }
+
+    pub fn start_again(&self) {
+        self.pg_ctl("start");
+    }
+
+    pub fn connect(&self) -> Client {
+        self.server.connect()
+    }
+
+    /// The functions, configured for this cluster's `cofrap_db`.
+    pub fn functions(&self) -> Functions {
+        Functions::on(self.server.clone(), "cofrap_db")
+    }
+
+    /// The process id of the postmaster.
+    pub fn postmaster_pid(&self) -> u32 {
+        let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap();
+        pid.lines().next().unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Woken first, in case a test stopped it with SIGSTOP and failed.
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("data/postmaster.pid")) {
+            let pid = pid.lines().next().unwrap_or("").trim().to_owned();
+            let _ = Command::new("kill").args(["-CONT", &pid]).output();
+        }
+        let pgdata = self.dir.join("data");
+        let _ = self.as_owner(self.bin.join("pg_ctl"), |c| {
+            c.arg("--pgdata")
+                .arg(&pgdata)
+                .args(["--wait", "--silent", "--mode=immediate", "stop"])
+        });
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether the tests run as root (`make test` does, as CI does).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
+}
+
+/// Sends `signal` (STOP, CONT, TERM...) to process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Counts the accounts among `usernames` that exist in the database.
+pub fn count_accounts(db: &mut Client, usernames: &[String]) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM users WHERE username = ANY($1)",
+        &[&usernames],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is missing (make test installs it)");
+    assert!(output.status.success(), "openssl {args:?}: {output:?}");
+}
+
+/// For TLS tests: a CA (`ca.pem`), another CA nobody uses (`other-ca.pem`), and the
+/// server's key and certificate for `localhost` signed by the first
+/// (`server.key`, `server.pem`), readable by the cluster's owner.
+pub fn tls_certificates() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("cofrap-tls-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let (key, pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+        let subject = format!("/CN=COFRAP test {ca}");
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &pem]);
+        openssl(&dir, &args);
+    }
+    let mut args = vec!["req", "-subj", "/CN=localhost"];
+    args.extend(ec);
+    args.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(&dir, &args);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName = DNS:localhost\nextendedKeyUsage = serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    if is_root() {
+        assert!(Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success());
+    }
+    assert!(Command::new("chmod")
+        .args(["600"])
+        .arg(dir.join("server.key"))
+        .status()
+        .unwrap()
+        .success());
+    dir
+}
+
+/// The `postgresql.conf` lines that serve TLS with [`tls_certificates`].
+pub fn tls_settings(certs: &Path) -> String {
+    format!(
+        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'",
+        certs.join("server.pem").display(),
+        certs.join("server.key").display()
+    )
 }

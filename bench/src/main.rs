@@ -13,10 +13,13 @@
 //!
 //! It runs with 10,000 and then 1,000,000 accounts in the table, then runs
 //! authenticate from 2 × cores concurrent clients. refresh and jwks, which
-//! run no bcrypt, are held to the floor alone. It prints a report and
+//! run no bcrypt, are held to the floor alone. Then it times the answers to
+//! database faults and the cost of TLS ([`faults`]). It prints a report and
 //! writes it to BENCHMARKS.md. Nothing here is a test: `make test` has no
 //! timing assertions; the targets are judged here, by a person, on a machine
 //! whose name the report carries.
+
+mod faults;
 
 use cofrap_tests::{code_at, current_step, fernet_key, unique, FunctionRole, ScratchDatabase};
 use common::encryption::Keyring;
@@ -157,6 +160,12 @@ struct Environment {
 }
 
 impl Environment {
+    /// Sets (or replaces) one variable.
+    fn set(&mut self, name: &str, value: &str) {
+        self.variables.retain(|(k, _)| k != name);
+        self.variables.push((name.to_owned(), value.to_owned()));
+    }
+
     /// Runs `program` once on `request`, as the watchdog does.
     // The child is reaped by wait4 (wait_with_usage), not by Child::wait.
     #[allow(clippy::zombie_processes)]
@@ -844,6 +853,7 @@ fn main() {
             ("POSTGRES_PORT".into(), scratch.server.port.to_string()),
             ("POSTGRES_DB".into(), scratch.name.clone()),
             ("BCRYPT_COST".into(), BCRYPT_COST.to_string()),
+            ("POSTGRES_SSLMODE".into(), "disable".into()),
         ],
     };
 
@@ -916,6 +926,7 @@ fn main() {
         &load,
         &postgres_version,
     );
+    text.push_str(&faults::section(&env, &secrets));
     text.push_str(&images_section());
     print!("{text}");
     let path: &Path = &cofrap_tests::repo_root().join("BENCHMARKS.md");

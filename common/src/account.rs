@@ -426,18 +426,12 @@ const RECORD_FAILURE: &str = "
      WHERE id = $1";
 
 /// Runs `work` in a transaction: committed when it succeeds or refuses,
-/// rolled back on a server fault.
+/// rolled back on a server fault ([`crate::db::transaction`]).
 pub(crate) fn in_transaction<T>(
     db: &mut Client,
     work: impl FnOnce(&mut Transaction) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    let mut tx = db.transaction()?;
-    let outcome = work(&mut tx);
-    match &outcome {
-        Err(error) if error.is_server_fault() => {} // dropped: rolled back
-        _ => tx.commit()?,
-    }
-    outcome
+    crate::db::transaction(db, work)
 }
 
 /// A text parameter, for the typed statements.

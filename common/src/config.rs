@@ -37,6 +37,12 @@ pub const SECRETS: [&str; 4] = [
     JWT_SIGNING_KEYS_SECRET,
 ];
 
+/// Secret, optional: the PEM certificate(s) of the CA that signed the
+/// database server's certificate. Needed by `POSTGRES_SSLMODE=verify-full`
+/// and by nothing else, so it is not in [`SECRETS`] (stack.yaml lists it
+/// only where TLS is verified).
+pub const DB_CA_SECRET: &str = "db-ca-certificate";
+
 const POSTGRES_HOST: &str = "POSTGRES_HOST";
 const POSTGRES_PORT: &str = "POSTGRES_PORT";
 const POSTGRES_DB: &str = "POSTGRES_DB";
@@ -50,9 +56,12 @@ const ACCESS_TOKEN_SECONDS: &str = "ACCESS_TOKEN_SECONDS";
 const SESSION_SECONDS: &str = "SESSION_SECONDS";
 const TOKEN_ISSUER: &str = "TOKEN_ISSUER";
 const TOKEN_AUDIENCE: &str = "TOKEN_AUDIENCE";
+const POSTGRES_SSLMODE: &str = "POSTGRES_SSLMODE";
+/// Public: the stack test checks it against the watchdog's exec_timeout.
+pub const REQUEST_DEADLINE_MS: &str = "REQUEST_DEADLINE_MS";
 
 /// The environment variables every function reads, besides [`SECRETS_DIR`].
-pub const SETTINGS: [&str; 13] = [
+pub const SETTINGS: [&str; 15] = [
     POSTGRES_HOST,
     POSTGRES_PORT,
     POSTGRES_DB,
@@ -66,17 +75,23 @@ pub const SETTINGS: [&str; 13] = [
     SESSION_SECONDS,
     TOKEN_ISSUER,
     TOKEN_AUDIENCE,
+    POSTGRES_SSLMODE,
+    REQUEST_DEADLINE_MS,
 ];
 
 /// Overrides [`DEFAULT_SECRETS_DIR`]; only local runs set it.
 pub const SECRETS_DIR: &str = "SECRETS_DIR";
 
-/// How long a function waits for the database before answering 500.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default of [`REQUEST_DEADLINE_MS`]: comfortably below stack.yaml's
+/// `exec_timeout` of 10 s, so that the function, not the watchdog, answers.
+pub const DEFAULT_REQUEST_DEADLINE: Duration = Duration::from_millis(8000);
 
 /// Everything a function needs, read once at start-up.
 pub struct Config {
     pub database: DatabaseSettings,
+    /// How long one request may take, from the process's start
+    /// (`REQUEST_DEADLINE_MS`, default 8000, 1000 to 600000).
+    pub request_deadline: Duration,
     /// The Fernet keys of the `encryption-key` secret.
     pub keyring: Keyring,
     pub policy: Policy,
@@ -108,6 +123,24 @@ pub struct DatabaseSettings {
     pub dbname: String,
     pub user: String,
     pub password: String,
+    pub tls: Tls,
+}
+
+/// `POSTGRES_SSLMODE`: whether and how the connection is encrypted. The names
+/// and meanings are libpq's; `prefer`, `allow` and `verify-ca` are left out
+/// (the first two fall back to plain text silently, the third checks the CA
+/// but not the name, which protects little).
+pub enum Tls {
+    /// `disable`: plain TCP, for a database reached over a trusted network
+    /// (the bundled in-cluster one) or a Unix socket.
+    Disable,
+    /// `require`: encrypted, but the server's certificate is not checked:
+    /// protects against listening, not against an impostor.
+    Require,
+    /// `verify-full` (the default): encrypted, and the server must present a
+    /// certificate for `POSTGRES_HOST` signed by the CA of the
+    /// `db-ca-certificate` secret (PEM), which is then required.
+    VerifyFull { ca_pem: String },
 }
 
 /// The numbers of the account lifecycle.
@@ -153,12 +186,37 @@ impl Config {
 
         let host = env(POSTGRES_HOST)?
             .ok_or_else(|| Error::Config(format!("setting {POSTGRES_HOST} is not set")))?;
+        let tls = match env(POSTGRES_SSLMODE)?.as_deref() {
+            Some("disable") => Tls::Disable,
+            Some("require") => Tls::Require,
+            Some("verify-full") | None => Tls::VerifyFull {
+                ca_pem: read_secret(secrets_dir, DB_CA_SECRET).map_err(|e| match e {
+                    Error::Config(what) => Error::Config(format!(
+                        "{POSTGRES_SSLMODE} is verify-full (the default), but {what}"
+                    )),
+                    other => other,
+                })?,
+            },
+            Some(_) => {
+                return Err(Error::Config(format!(
+                    "setting {POSTGRES_SSLMODE} must be disable, require or verify-full"
+                )))
+            }
+        };
+        let default_deadline_ms = DEFAULT_REQUEST_DEADLINE.as_millis() as u64;
+        let request_deadline_ms: u64 = number(
+            &env,
+            REQUEST_DEADLINE_MS,
+            default_deadline_ms,
+            1000..=600_000,
+        )?;
         let database = DatabaseSettings {
             host,
             port: number(&env, POSTGRES_PORT, 5432, 1..=65535)?,
             dbname: env(POSTGRES_DB)?.unwrap_or_else(|| "cofrap_db".to_owned()),
             user: read_secret(secrets_dir, DB_USER_SECRET)?,
             password: read_secret(secrets_dir, DB_PASSWORD_SECRET)?,
+            tls,
         };
         let keyring = Keyring::parse(&read_secret(secrets_dir, ENCRYPTION_KEY_SECRET)?)
             .map_err(|reason| Error::Config(format!("secret {ENCRYPTION_KEY_SECRET} {reason}")))?;
@@ -178,6 +236,7 @@ impl Config {
         };
         Ok(Config {
             database,
+            request_deadline: Duration::from_millis(request_deadline_ms),
             keyring,
             policy,
             sessions,
@@ -285,6 +344,8 @@ mod tests {
             ("db-credentials-password", " s3cret \n"),
             ("encryption-key", KEY),
             ("jwt-signing-keys", SEED),
+            // Parsed when connecting, not here.
+            ("db-ca-certificate", "-----BEGIN CERTIFICATE-----\n"),
         ]
     }
 
@@ -318,6 +379,41 @@ mod tests {
         assert_eq!(config.sessions.session_seconds, 43_200);
         assert_eq!(config.sessions.issuer, "cofrap");
         assert_eq!(config.sessions.audience, "cofrap");
+        assert_eq!(config.request_deadline, DEFAULT_REQUEST_DEADLINE);
+        assert!(matches!(config.database.tls, Tls::VerifyFull { .. }));
+    }
+
+    #[test]
+    fn tls_modes_and_the_ca_secret() {
+        let disable = [("POSTGRES_HOST", "db"), ("POSTGRES_SSLMODE", "disable")];
+        let config = load(&disable, &all_secrets()[..3]).unwrap();
+        assert!(matches!(config.database.tls, Tls::Disable));
+        let require = [("POSTGRES_HOST", "db"), ("POSTGRES_SSLMODE", "require")];
+        let config = load(&require, &all_secrets()[..3]).unwrap();
+        assert!(matches!(config.database.tls, Tls::Require));
+
+        // verify-full, by default or by name, needs the CA.
+        let message = config_error(load(&[("POSTGRES_HOST", "db")], &all_secrets()[..3]));
+        assert!(
+            message.contains("verify-full") && message.contains("db-ca-certificate is missing"),
+            "{message}"
+        );
+        let message = config_error(load(
+            &[("POSTGRES_HOST", "db"), ("POSTGRES_SSLMODE", "prefer")],
+            &all_secrets(),
+        ));
+        assert!(message.contains("POSTGRES_SSLMODE"), "{message}");
+    }
+
+    #[test]
+    fn the_deadline_is_bounded() {
+        for bad in ["999", "600001", "8s"] {
+            let message = config_error(load(
+                &[("POSTGRES_HOST", "db"), ("REQUEST_DEADLINE_MS", bad)],
+                &all_secrets(),
+            ));
+            assert!(message.contains("REQUEST_DEADLINE_MS"), "{message}");
+        }
     }
 
     #[test]
@@ -366,7 +462,9 @@ mod tests {
         ));
         assert!(message.contains("POSTGRES_PORT"), "{message}");
 
-        let message = config_error(load(&[("POSTGRES_HOST", "db")], &all_secrets()[..2]));
+        let mut secrets = all_secrets();
+        secrets.remove(2);
+        let message = config_error(load(&[("POSTGRES_HOST", "db")], &secrets));
         assert!(message.contains("encryption-key is missing"), "{message}");
 
         let mut secrets = all_secrets();

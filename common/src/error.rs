@@ -77,8 +77,14 @@ pub enum Error {
     /// A secret file cannot be used; the message names the secret, the log
     /// detail carries the path (clients never see file paths).
     SecretFile { message: String, path: String },
-    /// The database cannot be reached or refused the login.
+    /// The database cannot be reached, refused the login, lost the
+    /// connection, is shutting down or out of connection slots, or gave up a
+    /// transaction for a conflict: whatever was under way was rolled back
+    /// (see the README for a commit whose reply is lost). Retryable.
     DatabaseUnavailable(String),
+    /// The request's deadline passed (a lock held too long, a frozen or slow
+    /// server); carries the phase and cause for the log. Retryable.
+    DatabaseTimeout(String),
     /// The schema was never applied (`make db-migrate`).
     SchemaMissing,
     /// The schema is older than this build expects.
@@ -115,6 +121,7 @@ impl Error {
             Error::InvalidRefreshToken => "invalid_refresh_token",
             Error::Config(_) | Error::SecretFile { .. } => "configuration_error",
             Error::DatabaseUnavailable(_) => "database_unavailable",
+            Error::DatabaseTimeout(_) => "database_timeout",
             Error::SchemaMissing => "schema_missing",
             Error::SchemaOutdated { .. } => "schema_outdated",
             Error::Database(_) => "database_error",
@@ -130,6 +137,7 @@ impl Error {
             Error::Config(_)
                 | Error::SecretFile { .. }
                 | Error::DatabaseUnavailable(_)
+                | Error::DatabaseTimeout(_)
                 | Error::SchemaMissing
                 | Error::SchemaOutdated { .. }
                 | Error::Database(_)
@@ -162,6 +170,7 @@ impl Error {
     pub fn log_detail(&self) -> Option<&str> {
         match self {
             Error::DatabaseUnavailable(detail) | Error::Database(detail) => Some(detail),
+            Error::DatabaseTimeout(detail) => Some(detail),
             Error::Internal(detail) => Some(detail),
             Error::SecretFile { path, .. } => Some(path),
             _ => None,
@@ -232,6 +241,9 @@ impl fmt::Display for Error {
                 write!(f, "The function is misconfigured: {what}.")
             }
             Error::DatabaseUnavailable(_) => f.write_str("The database is unavailable."),
+            Error::DatabaseTimeout(_) => {
+                f.write_str("The database did not complete the request in time.")
+            }
             Error::SchemaMissing => f.write_str(
                 "The database schema is missing; an operator must run `make db-migrate`.",
             ),
@@ -248,15 +260,54 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl Error {
+    /// The request's deadline passed during the current phase
+    /// ([`crate::deadline`]); `cause` says how we know.
+    pub fn timeout(cause: String) -> Error {
+        let phase = crate::deadline::current().name();
+        Error::DatabaseTimeout(format!("{cause}, while {phase}"))
+    }
+
+    /// Whether a client may send the same request again: true for the codes
+    /// that say the server could not complete it right now.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::DatabaseUnavailable(_) | Error::DatabaseTimeout(_)
+        )
+    }
+}
+
+/// The SQLSTATE raised by the database when a commit arrives after the
+/// request's deadline (migration 0003's `cofrap_refuse_late_commit`).
+pub const LATE_COMMIT_SQLSTATE: &str = "CF001";
+
+/// How a database error is answered, by its SQLSTATE alone:
+/// - `08` (connection exception), `57P01` to `57P03` (the server is shutting
+///   down or starting), `53300` (too many connections), `40001` and `40P01`
+///   (serialization failure, deadlock: the transaction was rolled back):
+///   `database_unavailable`, retryable;
+/// - `57014` (statement_timeout), `55P03` (lock_timeout) and [`LATE_COMMIT_SQLSTATE`]:
+///   `database_timeout`, retryable;
+/// - anything else: `database_error`.
+pub fn classify_sqlstate(state: &str) -> fn(String) -> Error {
+    match state {
+        _ if state.starts_with("08") => Error::DatabaseUnavailable,
+        "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" => Error::DatabaseUnavailable,
+        "57014" | "55P03" | LATE_COMMIT_SQLSTATE => Error::timeout,
+        _ => Error::Database,
+    }
+}
+
 impl From<postgres::Error> for Error {
     /// A query failed. Only the SQLSTATE is kept: a server message can quote
     /// row contents (a constraint violation prints the failing row), and rows
     /// hold password hashes. Errors without a SQLSTATE are connection-level
-    /// (closed, timed out) and carry no row data.
+    /// (closed, timed out, TLS) and carry no row data.
     fn from(error: postgres::Error) -> Self {
         match error.code() {
-            Some(state) => Error::Database(format!("SQLSTATE {}", state.code())),
-            None => Error::DatabaseUnavailable(error.to_string()),
+            Some(state) => classify_sqlstate(state.code())(format!("SQLSTATE {}", state.code())),
+            None => Error::DatabaseUnavailable(crate::db::with_causes(&error)),
         }
     }
 }
@@ -319,6 +370,7 @@ mod tests {
                 path: String::new(),
             },
             Error::DatabaseUnavailable(String::new()),
+            Error::DatabaseTimeout(String::new()),
             Error::SchemaMissing,
             Error::SchemaOutdated {
                 found: 0,
@@ -330,6 +382,31 @@ mod tests {
         for error in every_error {
             let row = format!("| `{}` | {} |", error.code(), error.exit_status());
             assert!(table.contains(&row), "README lacks the row {row}");
+            // The note under the table lists exactly the retryable codes.
+            let note = &table[table.find("Retryable codes:").expect("no retry note")..];
+            let note = &note[..note.find("\n\n").unwrap_or(note.len())];
+            assert_eq!(
+                note.contains(&format!("`{}`", error.code())),
+                error.is_retryable(),
+                "the README's retry note and is_retryable disagree on {}",
+                error.code()
+            );
+        }
+    }
+
+    #[test]
+    fn server_faults_are_classified_by_sqlstate() {
+        let code = |state: &str| classify_sqlstate(state)(String::new()).code();
+        for state in [
+            "08006", "08001", "57P01", "57P02", "57P03", "53300", "40001", "40P01",
+        ] {
+            assert_eq!(code(state), "database_unavailable", "{state}");
+        }
+        for state in ["57014", "55P03", LATE_COMMIT_SQLSTATE] {
+            assert_eq!(code(state), "database_timeout", "{state}");
+        }
+        for state in ["23505", "42P01", "42501", "XX000", "57000"] {
+            assert_eq!(code(state), "database_error", "{state}");
         }
     }
 

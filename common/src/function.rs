@@ -1,12 +1,13 @@
 //! The life of one invocation, the same for every function: read the body,
-//! check its shape, load the configuration, connect, check the schema, do the
-//! work, print one JSON object, log one line, exit.
+//! check its shape, load the configuration, start the deadline's guard,
+//! connect, check the schema, do the work, print one JSON object, log one
+//! line, close the connection, exit.
 //!
 //! A function binary implements [`Function`] and calls [`main`]; everything
 //! the watchdog contract promises (one object on stdout, exit status, the log
-//! line, no panic text) is kept here, once. So is what every function must
-//! refuse whatever it does: requests a browser marks as coming from another
-//! web site ([`crate::cross_site`]).
+//! line, no panic text, an answer before the deadline) is kept here, once.
+//! So is what every function must refuse whatever it does: requests a
+//! browser marks as coming from another web site ([`crate::cross_site`]).
 //!
 //! Account-level outcomes are logged with the account's numeric id, so that
 //! an operator can see a campaign against one account without the log ever
@@ -17,6 +18,7 @@
 
 use crate::config::Config;
 use crate::db;
+use crate::deadline::{self, Deadline, Phase};
 use crate::error::Error;
 use crate::protocol::{self, Fields};
 use postgres::Client;
@@ -70,7 +72,10 @@ pub fn main<F: Function>() -> ExitCode {
     let started = Instant::now();
     install_panic_hook(F::NAME, started);
 
-    let outcome = serve::<F>();
+    // Kept until the answer is written: closing a connection waits for the
+    // server, which must never delay the answer.
+    let mut connection = None;
+    let outcome = serve::<F>(started, &mut connection);
     let (body, status, detail) = match &outcome {
         Ok(body) => (body.clone(), 0, None),
         Err(error) => (
@@ -81,23 +86,45 @@ pub fn main<F: Function>() -> ExitCode {
     };
     // A success can still carry a code (authenticate's credentials_expired).
     let code = body["code"].as_str().unwrap_or("ok").to_owned();
+    let Some(answer) = deadline::claim_answer(status) else {
+        // The deadline's guard is answering and will exit the process.
+        loop {
+            std::thread::park();
+        }
+    };
     let written = protocol::write_response(std::io::stdout().lock(), &body);
     let detail = match (&written, detail) {
         (Err(e), _) => Some(format!("writing stdout: {e}")),
         (Ok(()), detail) => detail.map(str::to_owned),
     };
     log(F::NAME, &code, started, detail.as_deref());
+    drop(answer);
+    // Closing: a server frozen now delays only the exit, which the guard
+    // still bounds (it exits with this status at the deadline).
+    drop(connection);
     ExitCode::from(if written.is_ok() { status } else { 1 })
 }
 
-fn serve<F: Function>() -> Result<Value, Error> {
+fn serve<F: Function>(started: Instant, connection: &mut Option<Client>) -> Result<Value, Error> {
     let body = protocol::read_body(std::io::stdin().lock())?;
     crate::cross_site::check(|name| std::env::var(name).ok())?;
     let request = F::parse(Fields::parse(&body, F::FIELDS)?)?;
+    deadline::enter(Phase::Configuration);
     let config = Config::from_env()?;
-    let mut db = db::connect(&config.database, F::NAME)?;
-    db::check_schema(&mut db)?;
-    F::execute(request, &config, &mut db)
+    let deadline = Deadline::new(started, config.request_deadline);
+    deadline.start_guard(move || {
+        let error = Error::timeout(format!(
+            "the deadline of {} ms passed",
+            deadline.budget().as_millis()
+        ));
+        let _ =
+            protocol::write_response(std::io::stdout().lock(), &F::shape_error(error.to_json()));
+        log(F::NAME, error.code(), started, error.log_detail());
+    });
+    let db = connection.insert(db::connect(&config.database, F::NAME, &deadline)?);
+    db::check_schema(db, &deadline)?;
+    deadline::enter(Phase::Work);
+    F::execute(request, &config, db)
 }
 
 /// Writes the invocation's one log line on stderr: function, outcome code,
@@ -125,6 +152,9 @@ pub fn log(function: &str, outcome: &str, started: Instant, detail: Option<&str>
 fn install_panic_hook(function: &'static str, started: Instant) {
     std::panic::set_hook(Box::new(move |info| {
         let error = Error::Internal(String::new());
+        let Some(_answer) = deadline::claim_answer(error.exit_status()) else {
+            return; // the guard answers
+        };
         let _ = protocol::write_response(std::io::stdout().lock(), &error.to_json());
         let location = info
             .location()

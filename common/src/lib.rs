@@ -10,7 +10,8 @@
 //! - [`protocol`]: the request and response on stdin and stdout;
 //! - [`error`]: the one error type and its mapping to JSON and exit status;
 //! - [`config`]: settings (environment) and secrets (files);
-//! - [`db`]: the connection and the schema check;
+//! - [`deadline`]: the request's deadline and the guard that enforces it;
+//! - [`db`]: the connection (time bounds, TLS), transactions, the schema check;
 //! - [`cross_site`]: refusing requests other web sites make browsers send;
 //! - [`account`]: the account lifecycle (pending, active, expired);
 //! - [`username`]: valid usernames, and when two are the same account;
@@ -18,6 +19,7 @@
 //! - [`totp`]: TOTP secrets, codes and the otpauth URI;
 //! - [`encryption`]: Fernet with key rotation;
 //! - [`renewal`]: the tokens that let expired credentials be renewed;
+//! - [`request_id`]: generate-password's retry after a lost reply;
 //! - [`qr`]: QR codes as base64 PNG;
 //! - [`session`]: sessions after sign-in: access and refresh tokens, rotation, sign-out;
 //! - [`jwt`]: signing access tokens (Ed25519) and publishing the keys (JWKS).
@@ -26,6 +28,7 @@ pub mod account;
 pub mod config;
 pub mod cross_site;
 pub mod db;
+pub mod deadline;
 pub mod encryption;
 pub mod error;
 pub mod function;
@@ -34,6 +37,7 @@ pub mod password;
 pub mod protocol;
 pub mod qr;
 pub mod renewal;
+pub mod request_id;
 pub mod session;
 pub mod totp;
 pub mod username;

@@ -21,7 +21,9 @@ fn floor() -> Result<serde_json::Value, Error> {
     let body = protocol::read_body(std::io::stdin().lock())?;
     let username = Fields::parse(&body, &["username"])?.take_string("username")?;
     let config = Config::from_env()?;
-    let mut client = db::connect(&config.database, "floor")?;
+    let deadline =
+        common::deadline::Deadline::new(std::time::Instant::now(), config.request_deadline);
+    let mut client = db::connect(&config.database, "floor", &deadline)?;
     // Typed, as the functions send theirs: one round trip.
     let row = client.query_typed_opt(
         "SELECT 1 FROM users WHERE lower(username) = lower($1)",

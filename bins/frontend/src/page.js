@@ -37,6 +37,7 @@ const MESSAGES = {
   two_factor_not_enrolled: "Two-factor authentication is not set up yet for this account. Create the account again once its enrollment window has passed, or finish the setup.",
   configuration_error: "The service is misconfigured. Please try again later.",
   database_unavailable: "The service is unavailable. Please try again later.",
+  database_timeout: "The service did not answer in time. Please try again in a moment.",
   schema_missing: "The service is not ready yet. Please try again later.",
   schema_outdated: "The service is being upgraded. Please try again later.",
   database_error: "Something went wrong on our side. Please try again.",
@@ -207,10 +208,26 @@ onSubmit("signin-form", async (form) => {
   say(explain(answer), false);
 });
 
+// One request id per account creation, sent again with its retries: if the
+// account was created but the answer lost (a database fault), the retry gets
+// a password instead of "taken" (README: "a commit whose reply is lost").
+let creation = { username: "", id: "" };
+function requestId(username) {
+  if (creation.username !== username) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    const base64 = btoa(String.fromCharCode(...bytes));
+    const id = base64.replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    creation = { username, id };
+  }
+  return creation.id;
+}
+
 onSubmit("create-form", async (form) => {
   say("", false);
-  const answer = await call("generate-password", { username: form.username.value.trim() });
+  const username = form.username.value.trim();
+  const answer = await call("generate-password", { username, request_id: requestId(username) });
   if (answer.qr_code_base64) {
+    creation = { username: "", id: "" };
     say("", false);
     showPassword(answer, "Account " + answer.username + " created: this is its password.");
   } else {

@@ -2,12 +2,14 @@
 //! hands the new password over once, as a QR code.
 //!
 //! Request `{"username": "..."}`, or `{"username": "...", "renewal_token": "..."}`
-//! to renew. The contract is in the README.
+//! to renew; either may carry a `request_id` so that a retry after a lost
+//! reply gets a password ([`common::request_id`]). The contract is in the README.
 
 use common::account::{self, Issue, Username};
 use common::config::Config;
 use common::function::{self, Function};
 use common::protocol::Fields;
+use common::request_id::{self, RequestId};
 use common::{password, qr, Error};
 use postgres::Client;
 use serde_json::{json, Value};
@@ -18,17 +20,22 @@ struct GeneratePassword;
 struct Request {
     username: Username,
     renewal_token: Option<String>,
+    request_id: Option<RequestId>,
 }
 
 impl Function for GeneratePassword {
     const NAME: &'static str = "generate-password";
-    const FIELDS: &'static [&'static str] = &["username", "renewal_token"];
+    const FIELDS: &'static [&'static str] = &["username", "renewal_token", "request_id"];
     type Request = Request;
 
     fn parse(mut fields: Fields) -> Result<Request, Error> {
         Ok(Request {
             username: Username::parse(&fields.take_string("username")?)?,
             renewal_token: fields.take_optional_string("renewal_token")?,
+            request_id: fields
+                .take_optional_string("request_id")?
+                .map(|id| RequestId::parse(&id))
+                .transpose()?,
         })
     }
 
@@ -39,13 +46,31 @@ impl Function for GeneratePassword {
         let qr_code = qr::png_base64(&password)?;
         let hash = password::hash(&password, config.policy.bcrypt_cost)?;
 
-        let (username, issue) = account::issue_password(
+        if let Some(id) = &request.request_id {
+            request_id::remember(db, id)?;
+        }
+        let issued = account::issue_password(
             db,
             config,
             &request.username,
             request.renewal_token.as_deref(),
             &hash,
-        )?;
+        );
+        let (username, issue) = match (issued, &request.request_id) {
+            // Taken, or the token already used: by this very request, whose
+            // reply was lost? Then it gets a new password; anyone else the
+            // same refusal.
+            (Err(refusal @ (Error::AccountExists | Error::InvalidRenewalToken)), Some(id)) => {
+                match request_id::reissue(db, &request.username, id, &hash)? {
+                    Some(username) if matches!(refusal, Error::AccountExists) => {
+                        (username, Issue::Created)
+                    }
+                    Some(username) => (username, Issue::Renewed),
+                    None => return Err(refusal),
+                }
+            }
+            (issued, _) => issued?,
+        };
         let message = match issue {
             Issue::Created | Issue::Recreated => "Account created.",
             Issue::Renewed => "Credentials renewed.",

@@ -18,12 +18,14 @@ fn main() -> ExitCode {
     let _ = std::io::stdin()
         .take(protocol::MAX_REQUEST_BYTES as u64)
         .read_to_end(&mut Vec::new());
-    let (body, status) = match config::signing_keys_from_env() {
-        Ok(keys) => (keys.jwks(), 0),
-        Err(error) => (error.to_json(), error.exit_status()),
+    let keys = config::signing_keys_from_env();
+    let (body, status, detail) = match &keys {
+        Ok(keys) => (keys.jwks(), 0, None),
+        // The secret's path, if that is what failed, goes to the log only.
+        Err(error) => (error.to_json(), error.exit_status(), error.log_detail()),
     };
     let outcome = body["code"].as_str().unwrap_or("ok").to_owned();
     let written = protocol::write_response(std::io::stdout().lock(), &body);
-    common::function::log("jwks", &outcome, started, None);
+    common::function::log("jwks", &outcome, started, detail);
     ExitCode::from(if written.is_ok() { status } else { 1 })
 }

@@ -1,0 +1,303 @@
+//! The fault section of BENCHMARKS.md: how long a function takes to answer
+//! when the database fails, at the production deadline (8 s, stack.yaml),
+//! and what TLS to the database costs per request.
+//!
+//! The faults are those of tests/faults.rs, which checks the answers; here
+//! only their timing is recorded. Faults that would disturb the main
+//! measurements (a held lock, a stopped server) run on a cluster of their own.
+
+use super::{median, Environment};
+use cofrap_tests::{tls_certificates, tls_settings, unique, Cluster};
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Runs per quick fault; slow ones (a deadline each) get fewer.
+const QUICK_RUNS: usize = 10;
+const SLOW_RUNS: usize = 3;
+/// Runs per TLS mode.
+const TLS_RUNS: usize = 30;
+
+/// One fault's timings.
+struct Fault {
+    what: &'static str,
+    code: String,
+    walls: Vec<f64>,
+}
+
+/// The code of a response as `Environment::run` returns it.
+fn code(response: &Value) -> String {
+    let inner = response.get("response").unwrap_or(response);
+    inner["code"].as_str().unwrap_or("ok").to_owned()
+}
+
+fn measure(env: &Environment, what: &'static str, runs: usize) -> Fault {
+    let mut walls = Vec::new();
+    let mut codes = Vec::new();
+    for _ in 0..runs {
+        let (sample, response) = env.run(
+            "generate-password",
+            &json!({ "username": unique("fault-") }),
+        );
+        walls.push(sample.wall_ms);
+        codes.push(code(&response));
+    }
+    codes.dedup();
+    Fault {
+        what,
+        code: codes.join(", "),
+        walls,
+    }
+}
+
+/// The environment of `cluster` with the production deadline.
+fn environment(base: &Environment, cluster: &Cluster) -> Environment {
+    let mut variables: Vec<(String, String)> = base
+        .variables
+        .iter()
+        .filter(|(k, _)| k.starts_with("SECRETS_DIR") || k == "BCRYPT_COST")
+        .cloned()
+        .collect();
+    variables.extend([
+        ("POSTGRES_HOST".into(), cluster.server.host.clone()),
+        ("POSTGRES_PORT".into(), cluster.port.to_string()),
+        ("POSTGRES_DB".into(), "cofrap_db".into()),
+        ("POSTGRES_SSLMODE".into(), "disable".into()),
+        ("REQUEST_DEADLINE_MS".into(), "8000".into()),
+    ]);
+    Environment { variables }
+}
+
+/// Measures every fault; `base` is the bench's environment, whose secrets
+/// directory is reused (its user and password are replaced).
+pub fn section(base: &Environment, secrets: &std::path::Path) -> String {
+    let certs = tls_certificates();
+    let cluster = Cluster::start(&tls_settings(&certs));
+    std::fs::write(
+        secrets.join("db-credentials-username"),
+        &cluster.server.user,
+    )
+    .unwrap();
+    std::fs::write(
+        secrets.join("db-credentials-password"),
+        &cluster.server.password,
+    )
+    .unwrap();
+    let env = environment(base, &cluster);
+    let mut faults = Vec::new();
+
+    eprintln!("faults: healthy, refused, wrong password");
+    faults.push(measure(&env, "none (an account created)", QUICK_RUNS));
+    let mut refused = environment(base, &cluster);
+    refused.set("POSTGRES_PORT", "1");
+    faults.push(measure(
+        &refused,
+        "nothing listens (connection refused)",
+        QUICK_RUNS,
+    ));
+
+    eprintln!("faults: connection slots exhausted");
+    let mut admin = cluster.connect();
+    let role = unique("slots");
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{role}' CONNECTION LIMIT 0"
+        ))
+        .unwrap();
+    std::fs::write(secrets.join("db-credentials-username"), &role).unwrap();
+    std::fs::write(secrets.join("db-credentials-password"), &role).unwrap();
+    faults.push(measure(
+        &env,
+        "connection slots exhausted (53300)",
+        QUICK_RUNS,
+    ));
+    std::fs::write(
+        secrets.join("db-credentials-username"),
+        &cluster.server.user,
+    )
+    .unwrap();
+    std::fs::write(
+        secrets.join("db-credentials-password"),
+        &cluster.server.password,
+    )
+    .unwrap();
+
+    eprintln!("faults: backends terminated in a loop");
+    let stop = AtomicBool::new(false);
+    let mut terminated = Fault {
+        what: "backends terminated in a loop (failed requests only)",
+        code: String::new(),
+        walls: Vec::new(),
+    };
+    let (mut created, mut orphans) = (0, 0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut killer = cluster.connect();
+            while !stop.load(Ordering::Relaxed) {
+                let _ = killer.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                      WHERE application_name = 'generate-password'",
+                    &[],
+                );
+                // A request lives about 260 ms (bcrypt at cost 12): killed
+                // every 300 ms, some finish and some do not.
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        let mut failed = Vec::new();
+        for _ in 0..100 {
+            let user = unique("killed-");
+            let (sample, response) = env.run("generate-password", &json!({ "username": user }));
+            if response.get("qr_code_base64").is_some() {
+                created += 1;
+            } else {
+                terminated.walls.push(sample.wall_ms);
+                let code = code(&response);
+                if !terminated.code.contains(&code) {
+                    if !terminated.code.is_empty() {
+                        terminated.code.push_str(", ");
+                    }
+                    terminated.code.push_str(&code);
+                }
+                failed.push(user);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        orphans = admin
+            .query_one(
+                "SELECT count(*) FROM users WHERE username = ANY($1)",
+                &[&failed],
+            )
+            .unwrap()
+            .get::<_, i64>(0);
+    });
+    let terminated_failed = terminated.walls.len();
+    if !terminated.walls.is_empty() {
+        faults.push(terminated);
+    }
+
+    eprintln!("faults: a held table lock");
+    let mut holder = cluster.connect();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    faults.push(measure(
+        &env,
+        "`users` locked by another session",
+        SLOW_RUNS,
+    ));
+    holder.batch_execute("COMMIT").unwrap();
+
+    eprintln!("faults: a server that never answers");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let mut silent = environment(base, &cluster);
+    silent.set("POSTGRES_PORT", &silent_port.to_string());
+    faults.push(measure(
+        &silent,
+        "a server that accepts and never answers",
+        SLOW_RUNS,
+    ));
+
+    eprintln!("faults: the database stopped");
+    cluster.stop();
+    faults.push(measure(&env, "the database stopped", QUICK_RUNS));
+    cluster.start_again();
+
+    eprintln!("TLS: the floor by sslmode");
+    let ca = std::fs::read_to_string(certs.join("ca.pem")).unwrap();
+    std::fs::write(secrets.join("db-ca-certificate"), ca).unwrap();
+    let mut modes: Vec<(&str, Environment, Vec<f64>, Vec<f64>)> =
+        ["disable", "require", "verify-full"]
+            .into_iter()
+            .map(|mode| {
+                let mut env = environment(base, &cluster);
+                env.set("POSTGRES_HOST", "localhost");
+                env.set("POSTGRES_SSLMODE", mode);
+                (mode, env, Vec::new(), Vec::new())
+            })
+            .collect();
+    for run in 0..TLS_RUNS + 3 {
+        // Interleaved, so that the machine's drift touches every mode alike;
+        // the first runs warm the caches and are not kept.
+        for (mode, env, walls, cpus) in &mut modes {
+            let (sample, response) = env.run("floor", &json!({ "username": "nobody" }));
+            assert!(
+                response.get("exists").is_some(),
+                "floor with {mode}: {response}"
+            );
+            if run >= 3 {
+                walls.push(sample.wall_ms);
+                cpus.push(sample.cpu_ms);
+            }
+        }
+    }
+    std::fs::remove_file(secrets.join("db-ca-certificate")).unwrap();
+    let _ = std::fs::remove_dir_all(&certs);
+
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "\n## Database faults\n");
+    let _ = writeln!(
+        w,
+        "generate-password against a cluster of its own, at the production deadline \
+         (`REQUEST_DEADLINE_MS` 8000, exec_timeout 10 s). Time to answer, as the client of the \
+         process sees it; tests/faults.rs checks the answers and counts orphans.\n"
+    );
+    let _ = writeln!(w, "| fault | answer | runs | median ms | max ms |");
+    let _ = writeln!(w, "|---|---|---:|---:|---:|");
+    for fault in &faults {
+        let max = fault.walls.iter().copied().fold(0.0, f64::max);
+        let _ = writeln!(
+            w,
+            "| {} | `{}` | {} | {:.1} | {:.1} |",
+            fault.what,
+            fault.code,
+            fault.walls.len(),
+            median(fault.walls.clone()),
+            max
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\nBackends terminated every 300 ms during 100 requests: {created} accounts created and \
+         answered, {terminated_failed} requests answered with an error, {orphans} orphan account(s) \
+         (committed, then the connection was cut before the reply: see the README, \
+         \"a commit whose reply is lost\")."
+    );
+    let _ = writeln!(
+        w,
+        "\nA held lock is answered by the server's own lock timeout, set to the deadline less \
+         its margin (1 s): about 7 s. A silent server is answered by the deadline's guard: 8 s."
+    );
+
+    let _ = writeln!(w, "\n## TLS to the database\n");
+    let _ = writeln!(
+        w,
+        "The floor (connect, one query) by `POSTGRES_SSLMODE`, {TLS_RUNS} runs each, interleaved, \
+         against the same local cluster (an ECDSA P-256 certificate; rustls with the RustCrypto provider):\n"
+    );
+    let _ = writeln!(
+        w,
+        "| sslmode | median ms | median CPU ms | cost over disable ms |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|");
+    let plain = median(modes[0].2.clone());
+    for (mode, _, walls, cpus) in &modes {
+        let wall = median(walls.clone());
+        let _ = writeln!(
+            w,
+            "| {mode} | {wall:.1} | {:.1} | {:.1} |",
+            median(cpus.clone()),
+            wall - plain
+        );
+    }
+    out
+}
