@@ -464,7 +464,9 @@ fn exhausted_connection_slots_answer_database_unavailable() {
     let mut admin = scratch.connect();
     admin
         .batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN PASSWORD '{role}' CONNECTION LIMIT 1"
+            "CREATE ROLE {role} LOGIN PASSWORD '{role}' CONNECTION LIMIT 1;
+             GRANT CONNECT ON DATABASE {} TO {role}",
+            scratch.name
         ))
         .unwrap();
     let taken = postgres::Config::new()

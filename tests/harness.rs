@@ -635,6 +635,9 @@ impl Cluster {
             .connect_to("postgres")
             .batch_execute("CREATE DATABASE cofrap_db")
             .unwrap();
+        // As operators do: the roles, then the schema as the owner role.
+        let roles = apply_roles(&cluster.server, "cofrap_db");
+        assert!(roles.status.success(), "db-roles: {roles:?}");
         let migrated = Command::new("make")
             .args(["--no-print-directory", "-s", "db-migrate"])
             .current_dir(repo_root())

@@ -190,11 +190,18 @@ impl Config {
             Some("disable") => Tls::Disable,
             Some("require") => Tls::Require,
             Some("verify-full") | None => Tls::VerifyFull {
-                ca_pem: read_secret(secrets_dir, DB_CA_SECRET).map_err(|e| match e {
-                    Error::Config(what) => Error::Config(format!(
-                        "{POSTGRES_SSLMODE} is verify-full (the default), but {what}"
-                    )),
-                    other => other,
+                ca_pem: read_secret(secrets_dir, DB_CA_SECRET).map_err(|e| {
+                    let why = |what| {
+                        format!("{POSTGRES_SSLMODE} is verify-full (the default), but {what}")
+                    };
+                    match e {
+                        Error::Config(what) => Error::Config(why(what)),
+                        Error::SecretFile { message, path } => Error::SecretFile {
+                            message: why(message),
+                            path,
+                        },
+                        other => other,
+                    }
                 })?,
             },
             Some(_) => {

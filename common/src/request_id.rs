@@ -69,12 +69,12 @@ pub fn reissue(
     let row = db.query_typed_opt(
         "UPDATE users
             SET password_hash = $3, created_at = now(), failed_attempts = 0, locked_until = NULL
-          WHERE lower(username) = lower($1)
+          WHERE username_key = $1
             AND creation_request = $2
             AND activated_at IS NULL AND mfa_secret IS NULL AND NOT expired
           RETURNING username",
         &[
-            (&username.as_str(), Type::TEXT),
+            (&username.key(), Type::TEXT),
             (&id.fingerprint, Type::TEXT),
             (&password_hash, Type::TEXT),
         ],
