@@ -286,9 +286,16 @@ fn refresh_rotates_and_a_reused_token_ends_the_whole_family() {
     );
     assert!(rotated["refresh_expires_in"].as_i64().unwrap() <= 43_200);
 
+    // Each refresh is logged with the account's id, never the token.
+    let id = account_id(&functions, &user);
+    assert_eq!(output.log()["account_id"], id);
+    assert!(!output.stderr.contains(&first) && !output.stderr.contains(&second));
+
     // The first token again: someone else holds a copy. The family ends, the
-    // legitimate holder's newer token with it.
-    assert_refused(&refresh(&functions, &first));
+    // legitimate holder's newer token with it; the log names the account.
+    let replayed = refresh(&functions, &first);
+    assert_refused(&replayed);
+    assert_eq!(replayed.log()["account_id"], id);
     assert_refused(&refresh(&functions, &second));
     assert_eq!(sessions_of(&functions, &user), [Some("reused".to_owned())]);
 }
@@ -384,6 +391,7 @@ fn sign_out_ends_its_family_only_and_never_says_whether_the_token_was_valid() {
     );
     assert_eq!(output.status, 0);
     assert_eq!(output.stdout, "{\"signed_out\":true}\n");
+    assert_eq!(output.log()["account_id"], account_id(&functions, &user));
     assert_refused(&refresh(&functions, &token(&rotated, "refresh_token")));
     assert_eq!(
         sessions_of(&functions, &user),

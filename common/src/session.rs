@@ -106,6 +106,9 @@ pub fn refresh(
         let Some(row) = tx.query_typed_opt(LOCK_REFRESH_TOKEN, &[(&hash, Type::BYTEA)])? else {
             return Err(Error::InvalidRefreshToken);
         };
+        // The log line names the account (never the token): a stolen token
+        // replayed against one account shows in the logs as such.
+        crate::function::note_account_id(row.get("user_id"));
         let session = Session {
             id: row.get("session_id"),
             started_unix: row.get("started_unix"),
@@ -148,7 +151,9 @@ pub fn refresh(
 /// ended token is no error: the answer never tells whether it was valid.
 pub fn sign_out(db: &mut Client, refresh_token: &str) -> Result<(), Error> {
     let hash = token_hash(refresh_token);
-    db.execute_typed(SIGN_OUT, &[(&hash, Type::BYTEA)])?;
+    if let Some(row) = db.query_typed_opt(SIGN_OUT, &[(&hash, Type::BYTEA)])? {
+        crate::function::note_account_id(row.get(0));
+    }
     Ok(())
 }
 
@@ -262,7 +267,8 @@ const ROTATE: &str = "
 const SIGN_OUT: &str = "
     UPDATE sessions SET ended_at = now(), end_reason = 'signed_out'
      WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1)
-       AND ended_at IS NULL";
+       AND ended_at IS NULL
+    RETURNING user_id";
 
 #[cfg(test)]
 mod tests {
