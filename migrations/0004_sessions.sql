@@ -69,6 +69,28 @@ DROP TRIGGER IF EXISTS users_end_sessions ON users;
 CREATE TRIGGER users_end_sessions AFTER UPDATE ON users
     FOR EACH ROW EXECUTE FUNCTION cofrap_end_sessions();
 
+-- What refresh and sign-out write is held to the request's deadline like
+-- users (0003): a commit that arrives after it is refused, so a request
+-- answered database_timeout has ended or rotated nothing.
+DO $$
+DECLARE
+    target text;
+BEGIN
+    FOREACH target IN ARRAY ARRAY['sessions', 'refresh_tokens'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                        WHERE tgname = 'cofrap_commit_deadline'
+                          AND tgrelid = target::regclass) THEN
+            EXECUTE format(
+                'CREATE CONSTRAINT TRIGGER cofrap_commit_deadline
+                     AFTER INSERT OR UPDATE ON %I
+                     DEFERRABLE INITIALLY DEFERRED
+                     FOR EACH ROW
+                     WHEN (current_setting(''cofrap.commit_by'', true) <> '''')
+                     EXECUTE FUNCTION cofrap_refuse_late_commit()', target);
+        END IF;
+    END LOOP;
+END $$;
+
 INSERT INTO cofrap_schema_migrations (version) VALUES (4) ON CONFLICT DO NOTHING;
 
 COMMIT;

@@ -272,7 +272,48 @@ fn the_database_refuses_a_commit_after_the_deadline_it_was_given() {
     db.execute(insert, &[&late]).unwrap();
     let other = unique("python");
     scratch.connect().execute(insert, &[&other]).unwrap();
-    assert_eq!(count_accounts(&mut db, &[late, other]), 2);
+    assert_eq!(count_accounts(&mut db, &[late.clone(), other]), 2);
+
+    // Sessions and refresh tokens (what refresh and sign-out write) are
+    // held to the deadline too: a session opened in time...
+    let session: i64 = db
+        .query_one(
+            "INSERT INTO sessions (user_id, credentials_issued_at, expires_at)
+             SELECT id, created_at, now() + interval '1 hour' FROM users WHERE username = $1
+             RETURNING id",
+            &[&late],
+        )
+        .unwrap()
+        .get(0);
+    db.execute(
+        "INSERT INTO refresh_tokens (token_hash, session_id) VALUES ('\\x00', $1)",
+        &[&session],
+    )
+    .unwrap();
+    // ...is neither ended nor rotated by a commit that comes too late.
+    db.batch_execute(
+        "SELECT set_config('cofrap.commit_by', (extract(epoch FROM clock_timestamp()) - 1)::text, false)",
+    )
+    .unwrap();
+    for late_write in [
+        "UPDATE sessions SET ended_at = now(), end_reason = 'signed_out' WHERE id = $1",
+        "UPDATE refresh_tokens SET rotated_at = now() WHERE session_id = $1",
+    ] {
+        let error = db.execute(late_write, &[&session]).unwrap_err();
+        assert_eq!(
+            error.code().unwrap().code(),
+            "CF001",
+            "{late_write}: {error}"
+        );
+    }
+    let row = db
+        .query_one(
+            "SELECT s.ended_at IS NULL, r.rotated_at IS NULL
+               FROM sessions s JOIN refresh_tokens r ON r.session_id = s.id WHERE s.id = $1",
+            &[&session],
+        )
+        .unwrap();
+    assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1));
 }
 
 #[test]

@@ -605,3 +605,22 @@ fn jwks_publishes_every_key_the_first_signs_and_needs_nothing_else() {
         .unwrap()
         .contains("jwt-signing-keys"));
 }
+
+#[test]
+fn refresh_and_sign_out_run_without_the_fernet_keys() {
+    // Least privilege (stack.yaml): neither holds the key to the stored
+    // TOTP secrets, and sign-out not even the signing keys.
+    let functions = Functions::new();
+    let (_, _, _, answer) = signed_in(&functions);
+    functions.remove_secret("encryption-key");
+    let rotated = refresh(&functions, &token(&answer, "refresh_token"));
+    assert!(rotated.json()["access_token"].is_string(), "{rotated:?}");
+    functions.remove_secret("jwt-signing-keys");
+    let output = functions.run(
+        "sign-out",
+        json!({"refresh_token": token(&rotated.json(), "refresh_token")})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(output.stdout, "{\"signed_out\":true}\n", "{output:?}");
+}

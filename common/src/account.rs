@@ -139,7 +139,7 @@ pub fn issue_password(
             (Some(account), Some(token))
                 if account.expired
                     && renewal::is_valid(
-                        &config.keyring,
+                        &config.keyring()?,
                         token,
                         &account.username,
                         &account.credentials(),
@@ -167,7 +167,7 @@ pub fn enroll_two_factor(
     password: &str,
 ) -> Result<Enrollment, Error> {
     let secret = TotpSecret::generate()?;
-    let encrypted = config.keyring.encrypt(secret.to_base32().as_bytes());
+    let encrypted = config.keyring()?.encrypt(secret.to_base32().as_bytes());
     // Renewing: the staged password is the one to prove.
     let which = |account: &Account| {
         if account.expired {
@@ -264,8 +264,11 @@ pub fn authenticate<T>(
         }
 
         if account.expired && !confirming_renewal {
-            let renewal_token =
-                renewal::issue(&config.keyring, &account.username, &account.credentials());
+            let renewal_token = renewal::issue(
+                &config.keyring()?,
+                &account.username,
+                &account.credentials(),
+            );
             return Ok(SignIn::Expired {
                 id: account.id,
                 username: account.username,
@@ -608,7 +611,7 @@ fn record_failure(tx: &mut Transaction, account: &Account, policy: &Policy) -> R
 
 /// Decrypts a stored 2FA secret (ours or the Python version's).
 fn decrypt_secret(config: &Config, encrypted: &str) -> Result<TotpSecret, Error> {
-    let plaintext = config.keyring.decrypt(encrypted).ok_or_else(|| {
+    let plaintext = config.keyring()?.decrypt(encrypted).ok_or_else(|| {
         Error::Config(
             "secret encryption-key holds no key that decrypts this account's 2FA secret".to_owned(),
         )

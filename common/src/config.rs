@@ -92,12 +92,11 @@ pub struct Config {
     /// How long one request may take, from the process's start
     /// (`REQUEST_DEADLINE_MS`, default 8000, 1000 to 600000).
     pub request_deadline: Duration,
-    /// The Fernet keys of the `encryption-key` secret.
-    pub keyring: Keyring,
     pub policy: Policy,
     pub sessions: SessionPolicy,
-    /// Where the secrets are: the signing keys are read from there only by
-    /// the functions that need them ([`Config::signing_keys`]).
+    /// Where the secrets are: the signing keys and the Fernet keys are read
+    /// from there only by the functions that need them
+    /// ([`Config::signing_keys`], [`Config::keyring`]).
     secrets_dir: PathBuf,
 }
 
@@ -225,8 +224,6 @@ impl Config {
             password: read_secret(secrets_dir, DB_PASSWORD_SECRET)?,
             tls,
         };
-        let keyring = Keyring::parse(&read_secret(secrets_dir, ENCRYPTION_KEY_SECRET)?)
-            .map_err(|reason| Error::Config(format!("secret {ENCRYPTION_KEY_SECRET} {reason}")))?;
         let policy = Policy {
             bcrypt_cost: number(&env, BCRYPT_COST, 12, 10..=31)?,
             max_failed_attempts: number(&env, MAX_FAILED_ATTEMPTS, 5, 1..=1000)?,
@@ -244,7 +241,6 @@ impl Config {
         Ok(Config {
             database,
             request_deadline: Duration::from_millis(request_deadline_ms),
-            keyring,
             policy,
             sessions,
             secrets_dir: secrets_dir.to_path_buf(),
@@ -254,6 +250,15 @@ impl Config {
     /// Reads the access-token signing keys (the `jwt-signing-keys` secret).
     pub fn signing_keys(&self) -> Result<SigningKeys, Error> {
         load_signing_keys(&self.secrets_dir)
+    }
+
+    /// Reads the Fernet keys (the `encryption-key` secret) when a function
+    /// first needs them: only the functions that encrypt or decrypt (2FA
+    /// secrets, renewal tokens) are given that secret, so that refresh,
+    /// sign-out and jwks never hold the key to every stored TOTP secret.
+    pub fn keyring(&self) -> Result<Keyring, Error> {
+        Keyring::parse(&read_secret(&self.secrets_dir, ENCRYPTION_KEY_SECRET)?)
+            .map_err(|reason| Error::Config(format!("secret {ENCRYPTION_KEY_SECRET} {reason}")))
     }
 }
 
@@ -356,7 +361,7 @@ mod tests {
         ]
     }
 
-    fn config_error(result: Result<Config, Error>) -> String {
+    fn config_error<T>(result: Result<T, Error>) -> String {
         match result {
             Err(Error::Config(message)) => message,
             Err(Error::SecretFile { message, path }) => {
@@ -470,11 +475,6 @@ mod tests {
         assert!(message.contains("POSTGRES_PORT"), "{message}");
 
         let mut secrets = all_secrets();
-        secrets.remove(2);
-        let message = config_error(load(&[("POSTGRES_HOST", "db")], &secrets));
-        assert!(message.contains("encryption-key is missing"), "{message}");
-
-        let mut secrets = all_secrets();
         secrets[1].1 = "\n";
         let message = config_error(load(&[("POSTGRES_HOST", "db")], &secrets));
         assert!(
@@ -513,11 +513,30 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_key_names_the_secret_but_not_the_value() {
-        let mut secrets = all_secrets();
-        secrets[2].1 = "not-a-fernet-key";
-        let message = config_error(load(&[("POSTGRES_HOST", "db")], &secrets));
+    fn the_fernet_keys_are_read_when_asked_and_named_but_never_shown() {
+        let dir = std::env::temp_dir().join(format!("cofrap-config-fernet-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let env = |name: &str| {
+            Ok(match name {
+                SECRETS_DIR => Some(dir.display().to_string()),
+                POSTGRES_HOST => Some("db".to_owned()),
+                _ => None,
+            })
+        };
+        for (name, value) in all_secrets() {
+            std::fs::write(dir.join(name), value).unwrap();
+        }
+        let config = Config::load(env).unwrap();
+        assert!(config.keyring().is_ok());
+        std::fs::write(dir.join("encryption-key"), "not-a-fernet-key").unwrap();
+        let message = config_error(config.keyring());
         assert!(message.contains("encryption-key"), "{message}");
         assert!(!message.contains("not-a-fernet-key"), "{message}");
+        // Functions that encrypt nothing do not need the secret.
+        std::fs::remove_file(dir.join("encryption-key")).unwrap();
+        let config = Config::load(env).unwrap();
+        let message = config_error(config.keyring());
+        assert!(message.contains("encryption-key is missing"), "{message}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

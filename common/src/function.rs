@@ -106,8 +106,10 @@ pub fn main<F: Function>() -> ExitCode {
 }
 
 fn serve<F: Function>(started: Instant, connection: &mut Option<Client>) -> Result<Value, Error> {
-    let body = protocol::read_body(std::io::stdin().lock())?;
+    // Before anything else, the body included: a cross-site request is
+    // refused whatever it carries.
     crate::cross_site::check(|name| std::env::var(name).ok())?;
+    let body = protocol::read_body(std::io::stdin().lock())?;
     let request = F::parse(Fields::parse(&body, F::FIELDS)?)?;
     deadline::enter(Phase::Configuration);
     let config = Config::from_env()?;

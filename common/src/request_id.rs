@@ -68,7 +68,7 @@ pub fn reissue(
 ) -> Result<Option<String>, Error> {
     let row = db.query_typed_opt(
         "UPDATE users
-            SET password_hash = $3, created_at = now(), failed_attempts = 0, locked_until = NULL
+            SET password_hash = $3, created_at = now()
           WHERE username_key = $1
             AND creation_request = $2
             AND activated_at IS NULL AND mfa_secret IS NULL AND NOT expired

@@ -167,7 +167,10 @@ async function renewSession() {
   if (session !== current) return; // signed out meanwhile
   if (answer.access_token) {
     keepSession(answer);
-  } else if (["busy", "timeout", "unreachable"].includes(answer.code) && Date.now() < current.endsAt) {
+  } else if (answer.code === "busy" && Date.now() < current.endsAt) {
+    // Only a refusal before the function ran (429) is retried: after a
+    // timeout or a lost answer the token may have been exchanged, and
+    // sending it again would end the session as a reuse.
     current.timer = setTimeout(renewSession, 5000);
   } else {
     endSession();

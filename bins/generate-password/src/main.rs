@@ -57,16 +57,14 @@ impl Function for GeneratePassword {
             &hash,
         );
         let (username, issue) = match (issued, &request.request_id) {
-            // Taken, or the token already used: by this very request, whose
-            // reply was lost? Then it gets a new password; anyone else the
-            // same refusal.
-            (Err(refusal @ (Error::AccountExists | Error::InvalidRenewalToken)), Some(id)) => {
+            // Taken: by this very request, whose reply was lost? Then it gets
+            // a new password; anyone else the same refusal. (Creations only:
+            // a renewal whose reply was lost is restarted by its owner with
+            // the old credentials, see the README.)
+            (Err(Error::AccountExists), Some(id)) => {
                 match request_id::reissue(db, &request.username, id, &hash)? {
-                    Some(username) if matches!(refusal, Error::AccountExists) => {
-                        (username, Issue::Created)
-                    }
-                    Some(username) => (username, Issue::Renewed),
-                    None => return Err(refusal),
+                    Some(username) => (username, Issue::Created),
+                    None => return Err(Error::AccountExists),
                 }
             }
             (issued, _) => issued?,
