@@ -502,6 +502,43 @@ pub fn without_session(answer: &Value) -> Value {
     rest
 }
 
+/// Runs one statement with `username` as its only parameter, as the
+/// administrator: how tests age, lock or otherwise stage an account.
+pub fn sql(functions: &Functions, statement: &str, username: &str) {
+    functions.db().execute(statement, &[&username]).unwrap();
+}
+
+/// authenticate with this code, its output whatever it is.
+pub fn sign_in(functions: &Functions, username: &str, password: &str, code: &str) -> Output {
+    functions.run(
+        "authenticate",
+        serde_json::json!({"username": username, "password": password, "totp_code": code})
+            .to_string()
+            .as_bytes(),
+    )
+}
+
+/// A code that is not the secret's for any step near now.
+pub fn wrong_code(secret: &str) -> String {
+    let step = current_step();
+    let near: Vec<String> = (step - 2..=step + 2)
+        .map(|s| code_at(secret, s * 30))
+        .collect();
+    (0..)
+        .map(|n| format!("{:06}", n * 7919 % 1_000_000))
+        .find(|c| !near.contains(c))
+        .unwrap()
+}
+
+/// The account's `users.id`.
+pub fn account_id(functions: &Functions, username: &str) -> i64 {
+    functions
+        .db()
+        .query_one("SELECT id FROM users WHERE username = $1", &[&username])
+        .unwrap()
+        .get(0)
+}
+
 /// The current 30-second TOTP step.
 pub fn current_step() -> u64 {
     common::totp::unix_now() / 30

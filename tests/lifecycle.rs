@@ -5,10 +5,6 @@
 use cofrap_tests::*;
 use serde_json::{json, Value};
 
-fn sql(functions: &Functions, statement: &str, username: &str) {
-    functions.db().execute(statement, &[&username]).unwrap();
-}
-
 fn account_state(functions: &Functions, username: &str) -> postgres::Row {
     functions
         .db()
@@ -18,27 +14,6 @@ fn account_state(functions: &Functions, username: &str) -> postgres::Row {
                FROM users WHERE username = $1",
             &[&username],
         )
-        .unwrap()
-}
-
-fn sign_in(functions: &Functions, username: &str, password: &str, code: &str) -> Output {
-    functions.run(
-        "authenticate",
-        json!({"username": username, "password": password, "totp_code": code})
-            .to_string()
-            .as_bytes(),
-    )
-}
-
-/// A code that is not the secret's for any step near now.
-fn wrong_code(secret: &str) -> String {
-    let step = current_step();
-    let near: Vec<String> = (step - 2..=step + 2)
-        .map(|s| code_at(secret, s * 30))
-        .collect();
-    (0..)
-        .map(|n| format!("{:06}", n * 7919 % 1_000_000))
-        .find(|c| !near.contains(c))
         .unwrap()
 }
 

@@ -55,14 +55,6 @@ fn verify(functions: &Functions, access_token: &str, audience: &str) -> Value {
     )
 }
 
-fn account_id(functions: &Functions, user: &str) -> i64 {
-    functions
-        .db()
-        .query_one("SELECT id FROM users WHERE username = $1", &[&user])
-        .unwrap()
-        .get(0)
-}
-
 /// The end reasons of the account's sessions, oldest first (None: open).
 fn sessions_of(functions: &Functions, user: &str) -> Vec<Option<String>> {
     functions

@@ -484,59 +484,46 @@ mod tests {
     }
 
     #[test]
-    fn signing_keys_are_read_when_asked_and_named_when_malformed() {
-        let dir = std::env::temp_dir().join(format!("cofrap-config-jwt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let env = |name: &str| {
-            Ok(match name {
-                SECRETS_DIR => Some(dir.display().to_string()),
-                POSTGRES_HOST => Some("db".to_owned()),
-                _ => None,
-            })
-        };
-        for (name, value) in all_secrets() {
-            std::fs::write(dir.join(name), value).unwrap();
+    fn key_secrets_are_read_when_asked_and_named_but_never_shown() {
+        // Each is read only by the functions that use it (stack.yaml gives
+        // it to no other), so loading the configuration does not need it.
+        type Read = fn(&Config) -> Result<(), Error>;
+        let secrets: [(&str, Read); 2] = [
+            (JWT_SIGNING_KEYS_SECRET, |config| {
+                config.signing_keys().map(drop)
+            }),
+            (ENCRYPTION_KEY_SECRET, |config| config.keyring().map(drop)),
+        ];
+        for (secret, read) in secrets {
+            let dir = std::env::temp_dir().join(format!(
+                "cofrap-config-test-{secret}-{}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let env = |name: &str| {
+                Ok(match name {
+                    SECRETS_DIR => Some(dir.display().to_string()),
+                    POSTGRES_HOST => Some("db".to_owned()),
+                    _ => None,
+                })
+            };
+            for (name, value) in all_secrets() {
+                std::fs::write(dir.join(name), value).unwrap();
+            }
+            let config = Config::load(env).unwrap();
+            assert!(read(&config).is_ok(), "{secret}");
+            std::fs::write(dir.join(secret), "secret-looking-junk").unwrap();
+            let message = config_error(read(&config));
+            assert!(message.contains(secret), "{message}");
+            assert!(!message.contains("secret-looking-junk"), "{message}");
+            std::fs::remove_file(dir.join(secret)).unwrap();
+            let config = Config::load(env).unwrap();
+            let message = config_error(read(&config));
+            assert!(
+                message.contains(&format!("{secret} is missing")),
+                "{message}"
+            );
+            std::fs::remove_dir_all(&dir).unwrap();
         }
-        let config = Config::load(env).unwrap();
-        assert!(config.signing_keys().is_ok());
-        std::fs::write(dir.join("jwt-signing-keys"), "secret-looking-junk").unwrap();
-        let message = match config.signing_keys() {
-            Err(Error::Config(message)) => message,
-            _ => panic!("expected a configuration error"),
-        };
-        assert!(message.contains("jwt-signing-keys"), "{message}");
-        assert!(!message.contains("secret-looking-junk"), "{message}");
-        // Functions that sign nothing do not need the secret.
-        std::fs::remove_file(dir.join("jwt-signing-keys")).unwrap();
-        assert!(Config::load(env).is_ok());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn the_fernet_keys_are_read_when_asked_and_named_but_never_shown() {
-        let dir = std::env::temp_dir().join(format!("cofrap-config-fernet-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let env = |name: &str| {
-            Ok(match name {
-                SECRETS_DIR => Some(dir.display().to_string()),
-                POSTGRES_HOST => Some("db".to_owned()),
-                _ => None,
-            })
-        };
-        for (name, value) in all_secrets() {
-            std::fs::write(dir.join(name), value).unwrap();
-        }
-        let config = Config::load(env).unwrap();
-        assert!(config.keyring().is_ok());
-        std::fs::write(dir.join("encryption-key"), "not-a-fernet-key").unwrap();
-        let message = config_error(config.keyring());
-        assert!(message.contains("encryption-key"), "{message}");
-        assert!(!message.contains("not-a-fernet-key"), "{message}");
-        // Functions that encrypt nothing do not need the secret.
-        std::fs::remove_file(dir.join("encryption-key")).unwrap();
-        let config = Config::load(env).unwrap();
-        let message = config_error(config.keyring());
-        assert!(message.contains("encryption-key is missing"), "{message}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -36,6 +36,9 @@ impl Function for Authenticate {
     }
 
     fn execute(request: Request, config: &Config, db: &mut Client) -> Result<Value, Error> {
+        // Both key secrets up front: a misconfigured function says so on
+        // every request, not only on those that get as far as using them.
+        config.keyring()?;
         let keys = config.signing_keys()?;
         let outcome = account::authenticate(
             db,

@@ -41,7 +41,10 @@ impl Function for GeneratePassword {
 
     fn execute(request: Request, config: &Config, db: &mut Client) -> Result<Value, Error> {
         // Everything that can fail is done before the transaction, so that a
-        // stored password is always one that is handed over.
+        // stored password is always one that is handed over. That includes
+        // the Fernet keys, which only a renewal uses: a function missing
+        // them is misconfigured, and says so on every request.
+        config.keyring()?;
         let password = password::generate()?;
         let qr_code = qr::png_base64(&password)?;
         let hash = password::hash(&password, config.policy.bcrypt_cost)?;
