@@ -971,15 +971,7 @@ fn the_schema_jobs_script_applies_the_roles_then_the_migrations_as_the_owner() {
     assert!(log.contains("applying roles.psql"), "{log}");
     assert!(!log.contains(&server.password) && !log.contains(&role.password));
 
-    let owner: String = scratch
-        .connect()
-        .query_one(
-            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'users'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(owner, OWNER_ROLE);
+    assert_eq!(scratch.table_owner("users"), OWNER_ROLE);
     let functions = Functions::on(scratch.server.clone(), &scratch.name);
     let (password, secret) = functions.enrolled_account("job");
     assert_eq!(

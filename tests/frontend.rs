@@ -407,17 +407,7 @@ fn session_rows(functions: &Functions, user: &str) -> (i64, i64, Vec<Option<Stri
             &[&user],
         )
         .unwrap();
-    let reasons = db
-        .query(
-            "SELECT s.end_reason FROM sessions s JOIN users u ON u.id = s.user_id
-              WHERE u.username = $1 ORDER BY s.id",
-            &[&user],
-        )
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    (tokens.get(0), tokens.get(1), reasons)
+    (tokens.get(0), tokens.get(1), sessions_of(functions, user))
 }
 
 #[test]

@@ -232,6 +232,17 @@ impl ScratchDatabase {
         self.server.connect_to(&self.name)
     }
 
+    /// The role that owns `table`.
+    pub fn table_owner(&self, table: &str) -> String {
+        self.connect()
+            .query_one(
+                "SELECT tableowner::text FROM pg_tables WHERE tablename = $1",
+                &[&table],
+            )
+            .unwrap()
+            .get(0)
+    }
+
     /// Applies the roles and the schema the way operators do: `make db-roles`
     /// (which also gives tables created by others to the owner: the upgrade
     /// of a Python database), then `make db-migrate`. The output of the
@@ -537,6 +548,21 @@ pub fn account_id(functions: &Functions, username: &str) -> i64 {
         .query_one("SELECT id FROM users WHERE username = $1", &[&username])
         .unwrap()
         .get(0)
+}
+
+/// The end reasons of the account's sessions, oldest first (None: open).
+pub fn sessions_of(functions: &Functions, user: &str) -> Vec<Option<String>> {
+    functions
+        .db()
+        .query(
+            "SELECT s.end_reason FROM sessions s JOIN users u ON u.id = s.user_id
+              WHERE u.username = $1 ORDER BY s.id",
+            &[&user],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
 }
 
 /// The current 30-second TOTP step.

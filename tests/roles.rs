@@ -149,15 +149,7 @@ fn tables_a_later_migration_creates_are_granted_with_no_extra_step() {
         refused(&mut db, &format!("DELETE FROM {later}")).as_deref(),
         Some(INSUFFICIENT_PRIVILEGE)
     );
-    let owner: String = scratch
-        .connect()
-        .query_one(
-            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'users'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(owner, OWNER_ROLE);
+    assert_eq!(scratch.table_owner("users"), OWNER_ROLE);
 }
 
 #[test]

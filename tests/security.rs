@@ -162,36 +162,17 @@ fn the_owner_restarts_an_interrupted_renewal_and_no_one_else_can() {
     assert_ne!(lost_secret, new_secret);
     // From here the old password is spent, and the old secret's codes count
     // for nothing.
-    assert_eq!(
-        sign_in(
-            &functions,
-            &user,
-            &old_password,
-            &code_at(&old_secret, (step + 1) * 30)
-        )
-        .json()["code"],
-        "invalid_credentials"
-    );
-    assert_eq!(
-        sign_in(
-            &functions,
-            &user,
-            &new_password,
-            &code_at(&old_secret, (step + 1) * 30)
-        )
-        .json()["code"],
-        "invalid_credentials"
-    );
-    assert_eq!(
-        sign_in(
-            &functions,
-            &user,
-            &new_password,
-            &code_at(&lost_secret, (step + 1) * 30)
-        )
-        .json()["code"],
-        "invalid_credentials"
-    );
+    for (password, secret) in [
+        (&old_password, &old_secret),
+        (&new_password, &old_secret),
+        (&new_password, &lost_secret),
+    ] {
+        let code = code_at(secret, (step + 1) * 30);
+        assert_eq!(
+            sign_in(&functions, &user, password, &code).json()["code"],
+            "invalid_credentials"
+        );
+    }
     // The first good code of the new secret confirms the renewal.
     assert_eq!(
         without_session(&functions.authenticate(&user, &new_password, &new_secret, step + 1)),

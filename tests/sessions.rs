@@ -55,21 +55,6 @@ fn verify(functions: &Functions, access_token: &str, audience: &str) -> Value {
     )
 }
 
-/// The end reasons of the account's sessions, oldest first (None: open).
-fn sessions_of(functions: &Functions, user: &str) -> Vec<Option<String>> {
-    functions
-        .db()
-        .query(
-            "SELECT s.end_reason FROM sessions s JOIN users u ON u.id = s.user_id
-              WHERE u.username = $1 ORDER BY s.id",
-            &[&user],
-        )
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect()
-}
-
 const REFUSAL: &str = "{\"error\":\"The session has ended or the refresh token is not valid. Sign in again.\",\"code\":\"invalid_refresh_token\",\"field\":\"refresh_token\"}\n";
 
 fn assert_refused(output: &Output) {

@@ -69,21 +69,18 @@ fn environment(base: &Environment, cluster: &Cluster) -> Environment {
     Environment { variables }
 }
 
+/// Points the functions' database secrets at `user` and `password`.
+fn log_in_as(secrets: &std::path::Path, user: &str, password: &str) {
+    std::fs::write(secrets.join("db-credentials-username"), user).unwrap();
+    std::fs::write(secrets.join("db-credentials-password"), password).unwrap();
+}
+
 /// Measures every fault; `base` is the bench's environment, whose secrets
 /// directory is reused (its user and password are replaced).
 pub fn section(base: &Environment, secrets: &std::path::Path) -> String {
     let certs = tls_certificates();
     let cluster = Cluster::start(&tls_settings(&certs));
-    std::fs::write(
-        secrets.join("db-credentials-username"),
-        &cluster.server.user,
-    )
-    .unwrap();
-    std::fs::write(
-        secrets.join("db-credentials-password"),
-        &cluster.server.password,
-    )
-    .unwrap();
+    log_in_as(secrets, &cluster.server.user, &cluster.server.password);
     let env = environment(base, &cluster);
     let mut faults = Vec::new();
 
@@ -105,23 +102,13 @@ pub fn section(base: &Environment, secrets: &std::path::Path) -> String {
             "CREATE ROLE {role} LOGIN PASSWORD '{role}' CONNECTION LIMIT 0"
         ))
         .unwrap();
-    std::fs::write(secrets.join("db-credentials-username"), &role).unwrap();
-    std::fs::write(secrets.join("db-credentials-password"), &role).unwrap();
+    log_in_as(secrets, &role, &role);
     faults.push(measure(
         &env,
         "connection slots exhausted (53300)",
         QUICK_RUNS,
     ));
-    std::fs::write(
-        secrets.join("db-credentials-username"),
-        &cluster.server.user,
-    )
-    .unwrap();
-    std::fs::write(
-        secrets.join("db-credentials-password"),
-        &cluster.server.password,
-    )
-    .unwrap();
+    log_in_as(secrets, &cluster.server.user, &cluster.server.password);
 
     eprintln!("faults: backends terminated in a loop");
     let stop = AtomicBool::new(false);
