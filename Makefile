@@ -113,12 +113,17 @@ db-migrate: ## Apply migrations/*.sql as the owner role, connected as an adminis
 	    $(PSQL) $${DATABASE_URL:+"$$DATABASE_URL"} -c "SET ROLE $(OWNER_ROLE)" -f "$$migration" || exit 1; \
 	done
 
+# A hard lock (locked_until = infinity) means someone else holds the
+# password: lifting it marks the account expired, so that its owner's next
+# sign-in renews the credentials.
 unlock: ## Unlock an account locked by failed sign-ins: make unlock USERNAME=alice (on DATABASE_URL or the PG* database)
 	@test -n "$$USERNAME" || { echo "usage: make unlock USERNAME=<username>"; exit 2; }
 	@printf '%s\n' \
-	    "UPDATE users SET failed_attempts = 0, locked_until = NULL" \
+	    "UPDATE users SET expired = expired OR coalesce(locked_until = 'infinity', false)," \
+	    "                 failed_attempts = 0, locked_until = NULL" \
 	    " WHERE username_key = lower(normalize(btrim(:'username'), NFKC))" \
-	    "    OR username = btrim(:'username') RETURNING id AS unlocked_account_id;" \
+	    "    OR username = btrim(:'username')" \
+	    " RETURNING id AS unlocked_account_id, expired AS must_renew;" \
 	    | $(PSQL) -v username="$$USERNAME" $${DATABASE_URL:+"$$DATABASE_URL"}
 
 # PostgreSQL: server, pg_virtualenv, psql.

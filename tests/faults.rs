@@ -80,6 +80,57 @@ fn backend_waiting_for_lock(db: &mut postgres::Client, dbname: &str, function: &
 }
 
 #[test]
+fn a_slow_statement_is_ended_by_the_server_not_left_running() {
+    // Not a lock wait: a statement that is simply slow (here a trigger that
+    // sleeps). The server's statement_timeout ends it before the deadline;
+    // without it the function would still answer (its guard), but the
+    // backend would go on working for a client that has gone.
+    let (scratch, functions) = scratch();
+    scratch
+        .connect()
+        .batch_execute(
+            "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql
+                 AS $$ BEGIN PERFORM pg_sleep(60); RETURN NEW; END $$;
+             CREATE TRIGGER slow_insert BEFORE INSERT ON users
+                 FOR EACH ROW EXECUTE FUNCTION slow_insert();",
+        )
+        .unwrap();
+    let user = unique("slow");
+    let (output, elapsed) = timed(
+        &functions,
+        "generate-password",
+        &json!({ "username": user }),
+    );
+    let detail = assert_fault_in_time(&output, elapsed, "database_timeout");
+    assert!(
+        detail.contains("SQLSTATE 57014") || detail.contains("deadline"),
+        "{detail}"
+    );
+    let mut observer = scratch.connect();
+    let started = Instant::now();
+    loop {
+        let busy: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = $1 AND application_name = 'generate-password'
+                    AND state = 'active'",
+                &[&scratch.name],
+            )
+            .unwrap()
+            .get(0);
+        if busy == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the slow statement outlived its request"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count_accounts(&mut observer, &[user]), 0);
+}
+
+#[test]
 fn a_held_table_lock_answers_database_timeout_in_time_and_stores_nothing() {
     let (scratch, functions) = scratch();
     let mut holder = scratch.connect();
@@ -467,6 +518,38 @@ fn a_retry_with_the_same_request_id_after_a_lost_reply_gets_a_password() {
     );
     assert_eq!(output.json()["code"], "invalid_field");
     assert_eq!(output.json()["field"], "request_id");
+}
+
+#[test]
+fn a_reissue_never_extends_the_enrollment_window() {
+    // Whoever holds a request id may get the password again, but the window
+    // after which an unenrolled name is free again runs from the first
+    // creation: retrying cannot keep a name for ever.
+    let mut functions = Functions::new();
+    functions.set("ENROLLMENT_WINDOW_SECONDS", "60");
+    let user = unique("squatter");
+    let id = "Squatting-request-id-0000001";
+    let create = json!({"username": user, "request_id": id});
+    functions.call("generate-password", create.clone());
+    // 50 s into the 60 s window, the holder of the request id retries.
+    sql(
+        &functions,
+        "UPDATE users SET created_at = now() - interval '50 seconds' WHERE username = $1",
+        &user,
+    );
+    let reissued = functions.call("generate-password", create);
+    assert!(reissued["qr_code_base64"].is_string(), "{reissued}");
+    // 20 s later the window, counted from the first creation, has passed.
+    sql(
+        &functions,
+        "UPDATE users SET created_at = created_at - interval '20 seconds' WHERE username = $1",
+        &user,
+    );
+    let taken = functions.call("generate-password", json!({"username": user}));
+    assert!(
+        taken["qr_code_base64"].is_string(),
+        "the window passed, whatever the reissue: {taken}"
+    );
 }
 
 #[test]

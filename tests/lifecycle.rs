@@ -157,19 +157,18 @@ fn unknown_user_wrong_password_wrong_code_and_lock_look_the_same() {
 }
 
 #[test]
-fn five_failures_lock_the_account_until_the_lock_elapses() {
+fn five_wrong_codes_lock_the_account_until_the_lock_elapses() {
     let functions = Functions::new();
     let user = unique("lock");
     let (password, secret) = functions.enrolled_account(&user);
     let bad = wrong_code(&secret);
 
     for attempt in 1..=5 {
-        let failure = if attempt % 2 == 0 {
-            sign_in(&functions, &user, "wrong", &bad)
-        } else {
-            sign_in(&functions, &user, &password, &bad)
-        };
-        assert_eq!(failure.json()["code"], "invalid_credentials");
+        // Wrong passwords in between count for nothing.
+        let stranger = sign_in(&functions, &user, "wrong", &bad);
+        assert_eq!(stranger.json()["code"], "invalid_credentials");
+        let failure = sign_in(&functions, &user, &password, &bad);
+        assert_eq!(failure.stdout, stranger.stdout, "byte for byte");
         let row = account_state(&functions, &user);
         assert_eq!(row.get::<_, i32>("failed_attempts"), attempt);
         assert_eq!(
@@ -208,9 +207,9 @@ fn five_failures_lock_the_account_until_the_lock_elapses() {
 fn a_failure_after_an_elapsed_lock_keeps_counting() {
     let functions = Functions::new();
     let user = unique("relock");
-    let (_, secret) = functions.enrolled_account(&user);
+    let (password, secret) = functions.enrolled_account(&user);
     sql(&functions, "UPDATE users SET failed_attempts = 5, locked_until = now() - interval '1 second' WHERE username = $1", &user);
-    sign_in(&functions, &user, "wrong", &wrong_code(&secret));
+    sign_in(&functions, &user, &password, &wrong_code(&secret));
     let row = account_state(&functions, &user);
     assert_eq!(row.get::<_, i32>("failed_attempts"), 6);
     assert_eq!(row.get::<_, Option<bool>>("locked"), Some(false));
@@ -221,15 +220,16 @@ fn a_success_resets_the_count_of_consecutive_failures() {
     let functions = Functions::new();
     let user = unique("reset");
     let (password, secret) = functions.enrolled_account(&user);
+    let bad = wrong_code(&secret);
     for _ in 0..4 {
-        sign_in(&functions, &user, "wrong", "000000");
+        sign_in(&functions, &user, &password, &bad);
     }
     assert_eq!(
         functions.authenticate(&user, &password, &secret, current_step())["authenticated"],
         true
     );
     for _ in 0..4 {
-        sign_in(&functions, &user, "wrong", "000000");
+        sign_in(&functions, &user, &password, &bad);
     }
     let row = account_state(&functions, &user);
     assert_eq!(row.get::<_, i32>("failed_attempts"), 4);
@@ -242,9 +242,9 @@ fn lockout_numbers_are_configurable() {
     functions.set("MAX_FAILED_ATTEMPTS", "2");
     functions.set("LOCKOUT_SECONDS", "3600");
     let user = unique("config-lock");
-    let (_, secret) = functions.enrolled_account(&user);
-    sign_in(&functions, &user, "wrong", &wrong_code(&secret));
-    sign_in(&functions, &user, "wrong", &wrong_code(&secret));
+    let (password, secret) = functions.enrolled_account(&user);
+    sign_in(&functions, &user, &password, &wrong_code(&secret));
+    sign_in(&functions, &user, &password, &wrong_code(&secret));
     let locked_for: f64 = functions
         .db()
         .query_one("SELECT extract(epoch FROM locked_until - now())::float8 FROM users WHERE username = $1", &[&user])
@@ -254,7 +254,7 @@ fn lockout_numbers_are_configurable() {
 }
 
 #[test]
-fn generate_2fa_replaces_a_pending_secret_and_refuses_an_active_account() {
+fn generate_2fa_replaces_a_pending_secret_and_refuses_an_active_account_like_a_wrong_password() {
     let functions = Functions::new();
     let user = unique("reenroll");
     let (password, first) = functions.enrolled_account(&user);
@@ -275,20 +275,24 @@ fn generate_2fa_replaces_a_pending_secret_and_refuses_an_active_account() {
         true
     );
 
-    let refused = functions.call(
+    // The right password and a wrong one get one answer, byte for byte: no
+    // password oracle without a code.
+    let refused = functions.run(
         "generate-2fa",
-        json!({"username": user, "password": password}),
+        json!({"username": user, "password": password})
+            .to_string()
+            .as_bytes(),
     );
-    assert_eq!(refused["code"], "already_enrolled");
-    assert!(refused.get("manual_entry_key").is_none());
-    let wrong = functions.call(
+    let wrong = functions.run(
         "generate-2fa",
-        json!({"username": user, "password": "guess"}),
+        json!({"username": user, "password": "guess"})
+            .to_string()
+            .as_bytes(),
     );
-    assert_eq!(
-        wrong["code"], "invalid_credentials",
-        "the state is told only to the password holder"
-    );
+    assert_eq!(refused.json()["code"], "invalid_credentials");
+    assert!(refused.json().get("manual_entry_key").is_none());
+    assert_eq!(refused.stdout, wrong.stdout);
+    assert_eq!(refused.status, wrong.status);
     // The active 2FA is unchanged.
     assert_eq!(
         functions.authenticate(&user, &password, &second, step + 1)["authenticated"],
@@ -385,11 +389,12 @@ fn an_expired_flag_set_elsewhere_counts_the_same() {
     );
     let response = functions.authenticate(&user, &password, &secret, current_step());
     assert_eq!(response["code"], "credentials_expired");
+    // generate-2fa refuses it like a wrong password (sign in first).
     let refused = functions.call(
         "generate-2fa",
         json!({"username": user, "password": password}),
     );
-    assert_eq!(refused["code"], "credentials_expired");
+    assert_eq!(refused["code"], "invalid_credentials");
 }
 
 #[test]
@@ -404,8 +409,8 @@ fn renewal_needs_this_accounts_fresh_unused_token() {
         json!({"username": user, "password": old_password}),
     );
     assert_eq!(
-        refused["code"], "credentials_expired",
-        "generate-2fa waits for the renewal"
+        refused["code"], "invalid_credentials",
+        "generate-2fa waits for the renewal, and says nothing of the password"
     );
 
     let token = functions.authenticate(&user, &old_password, &user_secret, step)["renewal_token"]
@@ -566,7 +571,7 @@ fn concurrent_failures_are_counted_exactly_and_lock_at_five() {
     let functions = Functions::new();
     let user = unique("concurrent-lock");
     let (password, secret) = functions.enrolled_account(&user);
-    let request = json!({"username": user, "password": "wrong", "totp_code": "000000"});
+    let request = json!({"username": user, "password": password, "totp_code": wrong_code(&secret)});
     let responses = concurrently(&functions, "authenticate", &request, 12);
     assert!(responses.iter().all(|r| r["code"] == "invalid_credentials"));
     let row = account_state(&functions, &user);

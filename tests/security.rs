@@ -216,7 +216,7 @@ fn elapse_lock(functions: &Functions, user: &str) {
 }
 
 #[test]
-fn locks_escalate_until_the_hard_limit_and_an_operator_unlocks() {
+fn wrong_codes_lock_escalate_until_the_hard_limit_and_unlocking_forces_a_renewal() {
     let mut functions = Functions::new();
     functions.set("MAX_FAILED_ATTEMPTS", "2");
     functions.set("LOCKOUT_SECONDS", "100");
@@ -228,7 +228,7 @@ fn locks_escalate_until_the_hard_limit_and_an_operator_unlocks() {
 
     let mut lasts = Vec::new();
     for round in 0..3 {
-        sign_in(&functions, &user, "wrong", &bad);
+        sign_in(&functions, &user, &password, &bad);
         sign_in(&functions, &user, &password, &bad);
         let (failures, locked_for) = lock_state(&functions, &user);
         assert_eq!(
@@ -244,8 +244,8 @@ fn locks_escalate_until_the_hard_limit_and_an_operator_unlocks() {
         assert!((expected - 30.0..=expected).contains(lasted), "{lasts:?}");
     }
     // The eighth failure locks for good: even the right credentials are refused.
-    sign_in(&functions, &user, "wrong", &bad);
-    sign_in(&functions, &user, "wrong", &bad);
+    sign_in(&functions, &user, &password, &bad);
+    sign_in(&functions, &user, &password, &bad);
     assert_eq!(lock_state(&functions, &user), (8, Some(f64::INFINITY)));
     let step = current_step();
     assert_eq!(
@@ -253,7 +253,9 @@ fn locks_escalate_until_the_hard_limit_and_an_operator_unlocks() {
         "invalid_credentials"
     );
 
-    // The operator unlocks it (README: make unlock USERNAME=...).
+    // The operator unlocks it (README: make unlock USERNAME=...). A hard
+    // lock means someone else holds the password: the owner's next sign-in
+    // renews the credentials instead of carrying on with them.
     let output = Command::new("make")
         .args(["--no-print-directory", "-s", "unlock"])
         .arg(format!("USERNAME={}", user.to_uppercase()))
@@ -265,10 +267,237 @@ fn locks_escalate_until_the_hard_limit_and_an_operator_unlocks() {
     assert!(String::from_utf8_lossy(&output.stdout)
         .contains(&account_id(&functions, &user).to_string()));
     assert_eq!(lock_state(&functions, &user), (0, None));
+    let renewal = functions.authenticate(&user, &password, &secret, step);
+    assert_eq!(renewal["code"], "credentials_expired", "{renewal}");
+    assert!(renewal["renewal_token"].is_string());
+    assert!(renewal.get("access_token").is_none());
+}
+
+#[test]
+fn a_lock_that_was_not_hard_is_lifted_without_a_renewal() {
+    let mut functions = Functions::new();
+    functions.set("MAX_FAILED_ATTEMPTS", "2");
+    let user = unique("soft-unlock");
+    let (password, secret) = functions.enrolled_account(&user);
+    for _ in 0..2 {
+        sign_in(&functions, &user, &password, &wrong_code(&secret));
+    }
+    assert!(lock_state(&functions, &user).1.is_some_and(f64::is_finite));
+    let output = Command::new("make")
+        .args(["--no-print-directory", "-s", "unlock"])
+        .arg(format!("USERNAME={user}"))
+        .current_dir(repo_root())
+        .env("PGDATABASE", &functions.dbname)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
     assert_eq!(
-        functions.authenticate(&user, &password, &secret, step)["authenticated"],
+        functions.authenticate(&user, &password, &secret, current_step())["authenticated"],
         true
     );
+}
+
+/// Opens a session for a new enrolled account: its password, secret and
+/// refresh token.
+fn signed_in_account(functions: &Functions, user: &str) -> (String, String, String) {
+    let (password, secret) = functions.enrolled_account(user);
+    let answer = functions.authenticate(user, &password, &secret, current_step() - 1);
+    let refresh_token = answer["refresh_token"]
+        .as_str()
+        .expect("signed in")
+        .to_owned();
+    (password, secret, refresh_token)
+}
+
+/// The owner of an account a stranger has just attacked: nothing was
+/// counted, the session opened before is still open, and a sign-in works at
+/// once.
+fn assert_untouched(functions: &Functions, user: &str, password: &str, secret: &str) {
+    assert_eq!(lock_state(functions, user), (0, None), "{user}");
+    assert_eq!(
+        sessions_of(functions, user),
+        [None],
+        "{user}: the session goes on"
+    );
+    let again = functions.authenticate(user, password, secret, current_step());
+    assert_eq!(again["authenticated"], true, "{user}: {again}");
+}
+
+#[test]
+fn wrong_passwords_never_lock_end_sessions_or_count() {
+    // A stranger who knows only the username: far more than a lock's worth
+    // of requests, past the hard limit too, with codes of every kind.
+    let mut functions = Functions::new();
+    functions.set("MAX_FAILED_ATTEMPTS", "2");
+    functions.set("HARD_LOCK_ATTEMPTS", "4");
+    let user = unique("stranger");
+    let (password, secret, _) = signed_in_account(&functions, &user);
+    for attempt in 0..6 {
+        let code = if attempt % 2 == 0 {
+            "000000".to_owned()
+        } else {
+            code_at(&secret, current_step() * 30)
+        };
+        let refused = sign_in(&functions, &user, "x", &code).json();
+        assert_eq!(refused["code"], "invalid_credentials");
+    }
+    assert_untouched(&functions, &user, &password, &secret);
+}
+
+#[test]
+fn a_spray_of_one_password_over_many_accounts_locks_none() {
+    let mut functions = Functions::new();
+    functions.set("MAX_FAILED_ATTEMPTS", "5");
+    let victims: Vec<(String, String, String)> = (0..12)
+        .map(|_| {
+            let user = unique("spray");
+            let (password, secret, _) = signed_in_account(&functions, &user);
+            (user, password, secret)
+        })
+        .collect();
+    // Five rounds of one wrong password over every account, 60 requests,
+    // four at a time.
+    let requests: Vec<String> = (0..5)
+        .flat_map(|_| victims.iter())
+        .map(|(user, _, _)| {
+            json!({"username": user, "password": "Spring2026!", "totp_code": "123456"}).to_string()
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for chunk in requests.chunks(requests.len().div_ceil(4)) {
+            let functions = &functions;
+            scope.spawn(move || {
+                for request in chunk {
+                    let output = functions.run("authenticate", request.as_bytes());
+                    assert_eq!(output.json()["code"], "invalid_credentials");
+                }
+            });
+        }
+    });
+    for (user, password, secret) in &victims {
+        assert_untouched(&functions, user, password, secret);
+    }
+}
+
+#[test]
+fn a_stranger_cannot_keep_the_owner_from_enrolling() {
+    // generate-2fa checks no code, so nothing it refuses counts: a stranger
+    // hammering a new account's generate-2fa changes nothing for its owner.
+    let mut functions = Functions::new();
+    functions.set("MAX_FAILED_ATTEMPTS", "2");
+    functions.set("HARD_LOCK_ATTEMPTS", "3");
+    let user = unique("squat");
+    let password = functions.create_account(&user);
+    for _ in 0..5 {
+        let refused = functions.call("generate-2fa", json!({"username": user, "password": "x"}));
+        assert_eq!(refused["code"], "invalid_credentials");
+    }
+    assert_eq!(lock_state(&functions, &user), (0, None));
+    let enrolled = functions.call(
+        "generate-2fa",
+        json!({"username": user, "password": password}),
+    );
+    let secret = enrolled["manual_entry_key"]
+        .as_str()
+        .expect("enrolled at once");
+    // Nor afterwards, on the pending account with its secret.
+    for _ in 0..5 {
+        functions.call("generate-2fa", json!({"username": user, "password": "x"}));
+    }
+    assert_eq!(
+        functions.authenticate(&user, &password, secret, current_step())["authenticated"],
+        true
+    );
+}
+
+#[test]
+fn every_refusal_does_the_bcrypt_work_of_one_check_at_bcrypt_cost() {
+    // The work is counted by the functions' profile (COFRAP_PROFILE=1), in
+    // units of a check at cost 0: 2^BCRYPT_COST for each refusal, whatever
+    // it refuses, hashes made at a lower cost included.
+    let mut functions = Functions::new();
+    functions.set("COFRAP_PROFILE", "1");
+    // Active accounts, so that generate-2fa refuses even the right password.
+    let active = |functions: &Functions, user: &str| {
+        let (password, secret) = functions.enrolled_account(user);
+        let answer = functions.authenticate(user, &password, &secret, current_step() - 1);
+        assert_eq!(answer["authenticated"], true);
+        (password, secret)
+    };
+    let low = unique("low-cost");
+    let (low_password, low_secret) = active(&functions, &low); // BCRYPT_COST 10
+    let user = unique("work");
+    let locked = unique("work-locked");
+    let hard = unique("work-hard");
+    functions.set("BCRYPT_COST", "11");
+    let (password, secret) = active(&functions, &user);
+    let (locked_password, _) = functions.enrolled_account(&locked);
+    let (hard_password, _) = functions.enrolled_account(&hard);
+    sql(
+        &functions,
+        "UPDATE users SET locked_until = now() + interval '5 minutes' WHERE username = $1",
+        &locked,
+    );
+    sql(
+        &functions,
+        "UPDATE users SET locked_until = 'infinity' WHERE username = $1",
+        &hard,
+    );
+    let code = code_at(&secret, current_step() * 30);
+    let refusals = [
+        (
+            "unknown user",
+            unique("nobody"),
+            "x".to_owned(),
+            code.clone(),
+        ),
+        ("wrong password", user.clone(), "x".to_owned(), code.clone()),
+        (
+            "wrong code",
+            user.clone(),
+            password.clone(),
+            wrong_code(&secret),
+        ),
+        ("locked", locked.clone(), locked_password, code.clone()),
+        ("hard-locked", hard.clone(), hard_password, code.clone()),
+        (
+            "lower cost, wrong password",
+            low.clone(),
+            "x".to_owned(),
+            code.clone(),
+        ),
+        (
+            "lower cost, wrong code",
+            low.clone(),
+            low_password.clone(),
+            wrong_code(&low_secret),
+        ),
+    ];
+    let mut answers = Vec::new();
+    for (what, username, password, totp_code) in &refusals {
+        let output = sign_in(&functions, username, password, totp_code);
+        assert_eq!(
+            output.log()["profile"]["bcrypt_work"],
+            1 << 11,
+            "authenticate, {what}: {}",
+            output.stderr
+        );
+        answers.push(output.stdout);
+        let output = functions.run(
+            "generate-2fa",
+            json!({"username": username, "password": password})
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(output.json()["code"], "invalid_credentials", "{what}");
+        assert_eq!(
+            output.log()["profile"]["bcrypt_work"],
+            1 << 11,
+            "generate-2fa, {what}: {}",
+            output.stderr
+        );
+    }
+    assert!(answers.iter().all(|a| *a == answers[0]), "byte for byte");
 }
 
 #[test]
@@ -277,8 +506,9 @@ fn a_success_ends_the_escalation() {
     functions.set("MAX_FAILED_ATTEMPTS", "2");
     let user = unique("escalate-reset");
     let (password, secret) = functions.enrolled_account(&user);
+    let bad = wrong_code(&secret);
     for _ in 0..2 {
-        sign_in(&functions, &user, "wrong", "000000");
+        sign_in(&functions, &user, &password, &bad);
     }
     elapse_lock(&functions, &user);
     assert_eq!(lock_state(&functions, &user).0, 2);
@@ -289,7 +519,7 @@ fn a_success_ends_the_escalation() {
     assert_eq!(lock_state(&functions, &user), (0, None));
     // The next lock is a first lock again: LOCKOUT_SECONDS (300).
     for _ in 0..2 {
-        sign_in(&functions, &user, "wrong", "000000");
+        sign_in(&functions, &user, &password, &bad);
     }
     let locked_for = lock_state(&functions, &user).1.unwrap();
     assert!((270.0..=300.0).contains(&locked_for), "{locked_for}");

@@ -522,6 +522,26 @@ fn a_lock_ends_every_session_even_once_a_success_has_cleared_it() {
 }
 
 #[test]
+fn refresh_checks_the_lock_itself() {
+    // The trigger that ends sessions at a lock is one guard; refresh's own
+    // look at the account is the other. Locked here with the triggers off
+    // (as a bulk load or a restore would), only refresh can notice.
+    let functions = Functions::new();
+    let (user, _, _, answer) = signed_in(&functions);
+    let mut db = functions.db();
+    db.batch_execute("SET session_replication_role = replica")
+        .unwrap();
+    db.execute(
+        "UPDATE users SET locked_until = now() + interval '5 minutes' WHERE username = $1",
+        &[&user],
+    )
+    .unwrap();
+    assert_eq!(sessions_of(&functions, &user), [None], "no trigger ran");
+    assert_refused(&refresh(&functions, &token(&answer, "refresh_token")));
+    assert_eq!(sessions_of(&functions, &user), [Some("locked".to_owned())]);
+}
+
+#[test]
 fn jwks_publishes_every_key_the_first_signs_and_needs_nothing_else() {
     let functions = Functions::new();
     let (_, _, _, answer) = signed_in(&functions);

@@ -41,7 +41,7 @@
 
 use crate::config::{Config, Policy};
 use crate::error::Error;
-use crate::function::note_account_id;
+use crate::log::note_account_id;
 use crate::password;
 use crate::renewal;
 use crate::totp::TotpSecret;
@@ -181,16 +181,20 @@ pub fn enroll_two_factor(
     in_transaction(db, |tx| {
         let account = lock_verified(tx, username, password, verified, which, &config.policy)?;
         let id: (&(dyn ToSql + Sync), Type) = (&account.id, Type::INT8);
+        // What generate-2fa cannot do (an active account's 2FA changes only
+        // by renewal; an expired one must sign in first) is refused exactly
+        // like a wrong password: a different answer would tell whoever holds
+        // a candidate password, without any code, that it is right.
         if account.expired {
             if account.renewal_password_hash.is_some() {
                 tx.execute_typed(STAGE_SECRET_AND_PROMOTE, &[id, text(&encrypted)])?;
             } else if account.renewal_mfa_secret.is_some() {
                 tx.execute_typed(STAGE_SECRET, &[id, text(&encrypted)])?;
             } else {
-                return Err(Error::CredentialsExpired);
+                return Err(Error::InvalidCredentials);
             }
         } else if account.active {
-            return Err(Error::AlreadyEnrolled);
+            return Err(Error::InvalidCredentials);
         } else {
             tx.execute_typed(STORE_SECRET, &[id, text(&encrypted)])?;
         }
@@ -502,10 +506,12 @@ struct Verified {
 }
 
 /// Checks the password against the hash `which` picks, without any lock.
-/// An unknown account spends a dummy check at the configured cost; a locked
-/// one gets its real check (so it costs the same as a wrong password). Both
-/// are refused by [`lock_verified`], after the same transaction as the
-/// others, so that no refusal is quicker than another.
+/// Every path does the work of one check at the configured cost: an unknown
+/// account a dummy check, a locked one a real check of its own hash (so it
+/// costs the same as a wrong password), a hash of a lower cost its check
+/// plus dummy work ([`password::verify_with_work_of`]). All are refused by
+/// [`lock_verified`], after the same transaction as the others, so that no
+/// refusal is quicker than another.
 fn verify_unlocked(
     db: &mut Client,
     username: &Username,
@@ -522,7 +528,7 @@ fn verify_unlocked(
     };
     note_account_id(account.id);
     let hash = which(&account);
-    let matches = password::verify(password, &hash);
+    let matches = password::verify_with_work_of(password, &hash, policy.bcrypt_cost);
     Ok(Verified {
         hash: Some(hash),
         matches,
@@ -530,9 +536,16 @@ fn verify_unlocked(
 }
 
 /// Locks the account checked by [`verify_unlocked`] and returns it when the
-/// password was right and the account is not locked. A wrong password counts
-/// as a failure. Should the hash have changed in between (a concurrent
-/// renewal or rehash), the password is checked again against the new one.
+/// password was right and the account is not locked. Should the hash have
+/// changed in between (a concurrent renewal or rehash), the password is
+/// checked again against the new one.
+///
+/// Nothing is counted here. Every password in this system is generated (24
+/// characters over 94, about 157 bits): nobody guesses one, so a wrong
+/// password is never a near miss, and counting it would only let a stranger
+/// who knows a username lock its owner out. What must be throttled is the
+/// 6-digit code, which only the holder of the password can reach:
+/// [`authenticate`] counts a wrong code after a right password.
 fn lock_verified(
     tx: &mut Transaction,
     username: &Username,
@@ -552,10 +565,9 @@ fn lock_verified(
     let matches = if verified.hash.as_ref() == Some(&hash) {
         verified.matches
     } else {
-        password::verify(password, &hash)
+        password::verify_with_work_of(password, &hash, policy.bcrypt_cost)
     };
     if !matches {
-        record_failure(tx, &account, policy)?;
         return Err(Error::InvalidCredentials);
     }
     Ok(account)

@@ -48,6 +48,19 @@ impl Phase {
         Phase::Commit,
     ];
 
+    /// Its key in the profile (see [`crate::log`]).
+    pub fn key(self) -> &'static str {
+        match self {
+            Phase::Configuration => "configuration",
+            Phase::Resolve => "resolve",
+            Phase::Connect => "connect",
+            Phase::SchemaCheck => "schema_check",
+            Phase::Work => "work",
+            Phase::Transaction => "transaction",
+            Phase::Commit => "commit",
+        }
+    }
+
     /// As written in the log's `detail`.
     pub fn name(self) -> &'static str {
         match self {
@@ -74,6 +87,7 @@ static ANSWERED: Mutex<Option<u8>> = Mutex::new(None);
 pub fn enter(phase: Phase) {
     let index = Phase::ALL.iter().position(|p| *p == phase).unwrap_or(0);
     PHASE.store(index, Ordering::Relaxed);
+    crate::log::profile::mark(phase.key());
 }
 
 /// The phase the request is in.

@@ -52,15 +52,12 @@ pub enum Error {
     // --- The request is refused ---
     /// generate-password: the username is taken.
     AccountExists,
-    /// Unknown user, wrong password, wrong or replayed code, locked account:
-    /// one answer for all, so that nobody learns which.
+    /// Unknown user, wrong password, wrong or replayed code, locked account,
+    /// and whatever generate-2fa cannot do for the account: one answer for
+    /// all, so that nobody learns which (nor whether a password is right).
     InvalidCredentials,
-    /// generate-2fa: the account is active; its 2FA changes only by renewal.
-    AlreadyEnrolled,
     /// authenticate: the password is right but no 2FA was generated yet.
     TwoFactorNotEnrolled,
-    /// generate-2fa: the credentials are expired; sign in to start renewal.
-    CredentialsExpired,
     /// generate-password: the renewal token is missing its mark (forged,
     /// expired, used, or for another account).
     InvalidRenewalToken,
@@ -113,9 +110,7 @@ impl Error {
             Error::InvalidField { .. } => "invalid_field",
             Error::AccountExists => "account_exists",
             Error::InvalidCredentials => "invalid_credentials",
-            Error::AlreadyEnrolled => "already_enrolled",
             Error::TwoFactorNotEnrolled => "two_factor_not_enrolled",
-            Error::CredentialsExpired => "credentials_expired",
             Error::InvalidRenewalToken => "invalid_renewal_token",
             Error::CrossSiteRequest => "cross_site_request",
             Error::InvalidRefreshToken => "invalid_refresh_token",
@@ -216,15 +211,8 @@ impl fmt::Display for Error {
             Error::InvalidCredentials => {
                 f.write_str("The username, password or code is not valid.")
             }
-            Error::AlreadyEnrolled => f.write_str(
-                "Two-factor authentication is already active for this account; \
-                 it can only be replaced by renewing the credentials.",
-            ),
             Error::TwoFactorNotEnrolled => f.write_str(
                 "Two-factor authentication has not been set up yet; call generate-2fa first.",
-            ),
-            Error::CredentialsExpired => f.write_str(
-                "The credentials have expired; sign in with authenticate to start the renewal.",
             ),
             Error::InvalidRenewalToken => f.write_str(
                 "The renewal token is not valid: it may have expired or been used already. \
@@ -358,9 +346,7 @@ mod tests {
             },
             Error::AccountExists,
             Error::InvalidCredentials,
-            Error::AlreadyEnrolled,
             Error::TwoFactorNotEnrolled,
-            Error::CredentialsExpired,
             Error::InvalidRenewalToken,
             Error::CrossSiteRequest,
             Error::InvalidRefreshToken,

@@ -8,40 +8,18 @@
 //! line, no panic text, an answer before the deadline) is kept here, once.
 //! So is what every function must refuse whatever it does: requests a
 //! browser marks as coming from another web site ([`crate::cross_site`]).
-//!
-//! Account-level outcomes are logged with the account's numeric id, so that
-//! an operator can see a campaign against one account without the log ever
-//! holding a username: whatever code identifies the account calls
-//! [`note_account_id`], and the invocation's log line carries
-//! `"account_id": 42`. Each invocation is a process of its own, so one
-//! process-wide slot is exactly one request's.
+//! The log line itself is [`crate::log`]'s.
 
 use crate::config::Config;
 use crate::db;
 use crate::deadline::{self, Deadline, Phase};
 use crate::error::Error;
+use crate::log;
 use crate::protocol::{self, Fields};
 use postgres::Client;
-use serde_json::{json, Value};
-use std::io::Write;
+use serde_json::Value;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
-
-/// The id of the account this invocation concerns, once known; 0 for none
-/// (identity ids start at 1).
-static ACCOUNT_ID: AtomicI64 = AtomicI64::new(0);
-
-/// Records which account this invocation concerns, for its log line. Called
-/// as soon as an account is identified, so refusals are logged with it too.
-pub fn note_account_id(id: i64) {
-    ACCOUNT_ID.store(id, Ordering::Relaxed);
-}
-
-/// The account recorded by [`note_account_id`], if any.
-fn noted_account_id() -> Option<i64> {
-    Some(ACCOUNT_ID.load(Ordering::Relaxed)).filter(|id| *id != 0)
-}
 
 /// One function of the system.
 pub trait Function {
@@ -70,6 +48,7 @@ pub trait Function {
 /// Runs one invocation of `F` on stdin and stdout; the binary's `main`.
 pub fn main<F: Function>() -> ExitCode {
     let started = Instant::now();
+    log::profile::start("read_request", started);
     install_panic_hook(F::NAME, started);
 
     // Kept until the answer is written: closing a connection waits for the
@@ -97,7 +76,7 @@ pub fn main<F: Function>() -> ExitCode {
         (Err(e), _) => Some(format!("writing stdout: {e}")),
         (Ok(()), detail) => detail.map(str::to_owned),
     };
-    log(F::NAME, &code, started, detail.as_deref());
+    log::write(F::NAME, &code, started, detail.as_deref());
     drop(answer);
     // Closing: a server frozen now delays only the exit, which the guard
     // still bounds (it exits with this status at the deadline).
@@ -121,30 +100,12 @@ fn serve<F: Function>(started: Instant, connection: &mut Option<Client>) -> Resu
         ));
         let _ =
             protocol::write_response(std::io::stdout().lock(), &F::shape_error(error.to_json()));
-        log(F::NAME, error.code(), started, error.log_detail());
+        log::write(F::NAME, error.code(), started, error.log_detail());
     });
     let db = connection.insert(db::connect(&config.database, F::NAME, &deadline)?);
     db::check_schema(db, &deadline)?;
     deadline::enter(Phase::Work);
     F::execute(request, &config, db)
-}
-
-/// Writes the invocation's one log line on stderr: function, outcome code,
-/// duration, the account's numeric id when one was identified, and for
-/// server faults the operator's detail. Nothing from the request is logged.
-pub fn log(function: &str, outcome: &str, started: Instant, detail: Option<&str>) {
-    let mut line = json!({
-        "function": function,
-        "outcome": outcome,
-        "duration_ms": started.elapsed().as_millis() as u64,
-    });
-    if let Some(id) = noted_account_id() {
-        line["account_id"] = Value::from(id);
-    }
-    if let Some(detail) = detail {
-        line["detail"] = Value::from(detail);
-    }
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Replaces Rust's panic message (which would go to stderr with a location
@@ -162,7 +123,7 @@ fn install_panic_hook(function: &'static str, started: Instant) {
             .location()
             .map(|l| format!("panic at {}:{}", l.file(), l.line()))
             .unwrap_or_else(|| "panic".to_owned());
-        log(function, error.code(), started, Some(&location));
+        log::write(function, error.code(), started, Some(&location));
         std::process::exit(1);
     }));
 }

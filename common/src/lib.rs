@@ -7,6 +7,7 @@
 //! module per concern:
 //!
 //! - [`function`]: the life of one invocation, shared by all functions;
+//! - [`log`]: the invocation's one log line, and its optional profile;
 //! - [`protocol`]: the request and response on stdin and stdout;
 //! - [`error`]: the one error type and its mapping to JSON and exit status;
 //! - [`config`]: settings (environment) and secrets (files);
@@ -33,6 +34,7 @@ pub mod encryption;
 pub mod error;
 pub mod function;
 pub mod jwt;
+pub mod log;
 pub mod password;
 pub mod protocol;
 pub mod qr;

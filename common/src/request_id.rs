@@ -67,8 +67,11 @@ pub fn reissue(
     password_hash: &str,
 ) -> Result<Option<String>, Error> {
     let row = db.query_typed_opt(
+        // created_at is left alone: the enrollment window runs from the
+        // first creation, or whoever holds a request id could keep an
+        // unenrolled name for ever by retrying.
         "UPDATE users
-            SET password_hash = $3, created_at = now()
+            SET password_hash = $3
           WHERE username_key = $1
             AND creation_request = $2
             AND activated_at IS NULL AND mfa_secret IS NULL AND NOT expired

@@ -108,7 +108,7 @@ pub fn refresh(
         };
         // The log line names the account (never the token): a stolen token
         // replayed against one account shows in the logs as such.
-        crate::function::note_account_id(row.get("user_id"));
+        crate::log::note_account_id(row.get("user_id"));
         let session = Session {
             id: row.get("session_id"),
             started_unix: row.get("started_unix"),
@@ -152,7 +152,7 @@ pub fn refresh(
 pub fn sign_out(db: &mut Client, refresh_token: &str) -> Result<(), Error> {
     let hash = token_hash(refresh_token);
     if let Some(row) = db.query_typed_opt(SIGN_OUT, &[(&hash, Type::BYTEA)])? {
-        crate::function::note_account_id(row.get(0));
+        crate::log::note_account_id(row.get(0));
     }
     Ok(())
 }

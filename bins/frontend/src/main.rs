@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     } else {
         "internal_error"
     };
-    common::function::log("frontend", outcome, started, None);
+    common::log::write("frontend", outcome, started, None);
     ExitCode::from(u8::from(written.is_err()))
 }
 

@@ -26,6 +26,6 @@ fn main() -> ExitCode {
     };
     let outcome = body["code"].as_str().unwrap_or("ok").to_owned();
     let written = protocol::write_response(std::io::stdout().lock(), &body);
-    common::function::log("jwks", &outcome, started, detail);
+    common::log::write("jwks", &outcome, started, detail);
     ExitCode::from(if written.is_ok() { status } else { 1 })
 }
