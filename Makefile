@@ -45,6 +45,10 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # port: pg_virtualenv would take 5432, and the socket of a second cluster
 # on the machine (another checkout's make test) would clash on it.
 THROWAWAY_PG := PGPORT=$$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') pg_virtualenv -t
+# cofrap-admin, which computes what SQL cannot (the last step of db-migrate):
+# built from this checkout, unless ADMIN names a binary (make test and make
+# run pass the one they built).
+ADMIN    ?= $(CARGO) run --quiet --locked --release --package cofrap-admin --
 # Quiet psql: no NOTICEs ("already exists, skipping") from idempotent migrations.
 PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=1
 
@@ -81,7 +85,7 @@ test: test-deps container-deps static $(TEST_SECRETS)/db-credentials-password ##
 # run the functions as the functions' role.
 test-on-database: $(TEST_SECRETS)/db-credentials-password
 	SECRETS_DIR=$(CURDIR)/$(TEST_SECRETS) $(MAKE) --no-print-directory db-roles
-	$(MAKE) --no-print-directory db-migrate
+	$(MAKE) --no-print-directory db-migrate ADMIN=$(CURDIR)/target/debug/cofrap-admin
 	COFRAP_TEST_SECRETS=$(CURDIR)/$(TEST_SECRETS) COFRAP_TEST_PYTHON=$(CURDIR)/$(PYTHON) \
 	    $(CARGO) test --locked --workspace --no-fail-fast
 
@@ -108,10 +112,11 @@ db-roles: ## Create or update the owner role and the functions' role (SECRETS_DI
 	@$(PSQL) $${DATABASE_URL:+"$$DATABASE_URL"} -v owner=$(OWNER_ROLE) -v secrets_dir="$$SECRETS_DIR" \
 	    -f migrations/roles.psql
 
-db-migrate: ## Apply migrations/*.sql as the owner role, connected as an administrator (DATABASE_URL, or the PG* variables)
+db-migrate: ## Apply migrations/*.sql as the owner role, then cofrap-admin rekey, connected as an administrator (DATABASE_URL, or the PG* variables)
 	@for migration in migrations/*.sql; do \
 	    $(PSQL) $${DATABASE_URL:+"$$DATABASE_URL"} -c "SET ROLE $(OWNER_ROLE)" -f "$$migration" || exit 1; \
 	done
+	@$(ADMIN) rekey
 
 # A hard lock (locked_until = infinity) means someone else holds the
 # password: lifting it marks the account expired, so that its owner's next

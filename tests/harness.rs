@@ -203,6 +203,18 @@ pub fn apply_roles(server: &Server, dbname: &str) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs `make db-migrate` on database `dbname`, as an administrator: the
+/// schema as the owner role, then `cofrap-admin rekey` (this build's).
+pub fn migrate(server: &Server, dbname: &str) -> std::process::Output {
+    Command::new("make")
+        .args(["--no-print-directory", "-s", "db-migrate"])
+        .current_dir(repo_root())
+        .env("DATABASE_URL", server.url(dbname))
+        .env("ADMIN", binary("cofrap-admin"))
+        .output()
+        .unwrap()
+}
+
 /// A database of a test's own, dropped at the end. Its roles are set up as
 /// `make db-roles` sets them up; its schema is not applied until `migrate`.
 pub struct ScratchDatabase {
@@ -252,12 +264,7 @@ impl ScratchDatabase {
         if !roles.status.success() {
             return roles;
         }
-        Command::new("make")
-            .args(["--no-print-directory", "-s", "db-migrate"])
-            .current_dir(repo_root())
-            .env("DATABASE_URL", self.server.url(&self.name))
-            .output()
-            .unwrap()
+        migrate(&self.server, &self.name)
     }
 }
 
@@ -701,12 +708,7 @@ impl Cluster {
         // As operators do: the roles, then the schema as the owner role.
         let roles = apply_roles(&cluster.server, "cofrap_db");
         assert!(roles.status.success(), "db-roles: {roles:?}");
-        let migrated = Command::new("make")
-            .args(["--no-print-directory", "-s", "db-migrate"])
-            .current_dir(repo_root())
-            .env("DATABASE_URL", cluster.server.url("cofrap_db"))
-            .output()
-            .unwrap();
+        let migrated = migrate(&cluster.server, "cofrap_db");
         assert!(migrated.status.success(), "db-migrate: {migrated:?}");
         cluster
     }

@@ -45,6 +45,7 @@ use crate::log::note_account_id;
 use crate::password;
 use crate::renewal;
 use crate::totp::TotpSecret;
+use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, GenericClient, Transaction};
 
@@ -130,9 +131,16 @@ pub fn issue_password(
                         (&account.id, Type::INT8),
                         (&username.as_str(), Type::TEXT),
                         (&username.key(), Type::TEXT),
+                        (&username.skeleton(), Type::TEXT),
+                        (&username.display_skeleton(), Type::TEXT),
                         (&password_hash, Type::TEXT),
                     ],
-                )?;
+                )
+                // The new spelling looks like another account's as written.
+                .map_err(|e| match e.code() {
+                    Some(state) if *state == SqlState::UNIQUE_VIOLATION => Error::AccountExists,
+                    _ => Error::from(e),
+                })?;
                 Ok((username.as_str().to_owned(), Issue::Recreated))
             }
             (Some(_), None) => Err(Error::AccountExists),
@@ -333,9 +341,12 @@ impl Account {
     }
 }
 
-/// Credentials live six calendar months, as PostgreSQL's interval arithmetic
-/// counts them (31 August + 6 months = 28 or 29 February). `{lock}` is
-/// `FOR UPDATE` or nothing.
+/// The account a name designates: the one with its skeleton ($1), or one
+/// whose skeleton is not computed yet (a row of the Python version's, or of
+/// a name that already collided when migration 0005 came) with its exact
+/// compared form ($3), which wins when both exist. Credentials live six
+/// calendar months, as PostgreSQL's interval arithmetic counts them (31
+/// August + 6 months = 28 or 29 February). [`read`] may add `FOR UPDATE`.
 const READ_ACCOUNT: &str = "
     SELECT id::bigint, username, password_hash, mfa_secret, renewal_password_hash, renewal_mfa_secret,
            activated_at IS NOT NULL,
@@ -348,16 +359,19 @@ const READ_ACCOUNT: &str = "
            failed_attempts,
            last_totp_step
       FROM users
-     WHERE username_key = $1";
+     WHERE username_skeleton = $1 OR (username_skeleton IS NULL AND username_key = $3)
+     ORDER BY username_key = $3 DESC
+     LIMIT 1";
 
 const FOR_UPDATE: bool = true;
 const NO_LOCK: bool = false;
 
 /// Returns a row when the account was created, none when the username (as
-/// compared) is taken.
+/// compared, or as it looks) is taken.
 const INSERT_ACCOUNT: &str = "
-    INSERT INTO users (username, username_key, password_hash, created_at, expired)
-    VALUES ($1, $2, $3, now(), false)
+    INSERT INTO users (username, username_key, username_skeleton, username_display_skeleton,
+                       password_hash, created_at, expired)
+    VALUES ($1, $2, $3, $4, $5, now(), false)
     ON CONFLICT DO NOTHING
     RETURNING 1";
 
@@ -365,7 +379,8 @@ const INSERT_ACCOUNT: &str = "
 /// one is forgotten.
 const TAKE_AFRESH: &str = "
     UPDATE users
-       SET username = $2, username_key = $3, password_hash = $4, created_at = now(),
+       SET username = $2, username_key = $3, username_skeleton = $4,
+           username_display_skeleton = $5, password_hash = $6, created_at = now(),
            expired = false, mfa_secret = NULL, pending_mfa_secret = NULL,
            renewal_password_hash = NULL, renewal_mfa_secret = NULL,
            activated_at = NULL, last_totp_step = NULL, failed_attempts = 0, locked_until = NULL
@@ -458,6 +473,8 @@ fn insert_account(
         &[
             (&username.as_str(), Type::TEXT),
             (&username.key(), Type::TEXT),
+            (&username.skeleton(), Type::TEXT),
+            (&username.display_skeleton(), Type::TEXT),
             (&password_hash, Type::TEXT),
         ],
     )?;
@@ -479,7 +496,11 @@ fn read(
     };
     let row = db.query_typed_opt(
         &statement,
-        &[(&username.key(), Type::TEXT), (&window, Type::FLOAT8)],
+        &[
+            (&username.skeleton(), Type::TEXT),
+            (&window, Type::FLOAT8),
+            (&username.key(), Type::TEXT),
+        ],
     )?;
     Ok(row.map(|row| Account {
         id: row.get(0),

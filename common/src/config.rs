@@ -18,6 +18,13 @@ use std::time::Duration;
 /// Where OpenFaaS mounts secrets; `SECRETS_DIR` overrides it for local runs.
 pub const DEFAULT_SECRETS_DIR: &str = "/var/openfaas/secrets";
 
+/// The secrets directory: `SECRETS_DIR`, or [`DEFAULT_SECRETS_DIR`].
+pub fn secrets_dir(env: &impl Fn(&str) -> Result<Option<String>, Error>) -> Result<PathBuf, Error> {
+    Ok(PathBuf::from(
+        env(SECRETS_DIR)?.unwrap_or_else(|| DEFAULT_SECRETS_DIR.to_owned()),
+    ))
+}
+
 /// Secret: the database user.
 pub const DB_USER_SECRET: &str = "db-credentials-username";
 /// Secret: its password.
@@ -36,6 +43,12 @@ pub const SECRETS: [&str; 4] = [
     ENCRYPTION_KEY_SECRET,
     JWT_SIGNING_KEYS_SECRET,
 ];
+
+/// Secrets of the database's administrator: no function reads them, only
+/// the schema Job and cofrap-admin.
+pub const DB_ADMIN_USER_SECRET: &str = "db-admin-username";
+/// Its password.
+pub const DB_ADMIN_PASSWORD_SECRET: &str = "db-admin-password";
 
 /// Secret, optional: the PEM certificate(s) of the CA that signed the
 /// database server's certificate. Needed by `POSTGRES_SSLMODE=verify-full`
@@ -136,10 +149,64 @@ pub enum Tls {
     /// `require`: encrypted, but the server's certificate is not checked:
     /// protects against listening, not against an impostor.
     Require,
+    /// `prefer`: encrypted when the server offers it, plain otherwise, the
+    /// certificate not checked. libpq's default, offered to cofrap-admin's
+    /// `DATABASE_URL` and `PG*` settings only, as psql reads them; the
+    /// functions refuse it (it falls back to plain text silently).
+    Prefer,
     /// `verify-full` (the default): encrypted, and the server must present a
     /// certificate for `POSTGRES_HOST` signed by the CA of the
     /// `db-ca-certificate` secret (PEM), which is then required.
     VerifyFull { ca_pem: String },
+}
+
+impl DatabaseSettings {
+    /// Reads `POSTGRES_HOST`, `POSTGRES_PORT`, `POSTGRES_DB` and
+    /// `POSTGRES_SSLMODE` through `env`, and the role and its password from
+    /// the secret files `user_secret` and `password_secret` in
+    /// `secrets_dir` (the functions' `db-credentials-*`, or the
+    /// administrator's `db-admin-*` for cofrap-admin).
+    pub fn load(
+        env: &impl Fn(&str) -> Result<Option<String>, Error>,
+        secrets_dir: &Path,
+        user_secret: &str,
+        password_secret: &str,
+    ) -> Result<DatabaseSettings, Error> {
+        let host = env(POSTGRES_HOST)?
+            .ok_or_else(|| Error::Config(format!("setting {POSTGRES_HOST} is not set")))?;
+        let tls = match env(POSTGRES_SSLMODE)?.as_deref() {
+            Some("disable") => Tls::Disable,
+            Some("require") => Tls::Require,
+            Some("verify-full") | None => Tls::VerifyFull {
+                ca_pem: read_secret(secrets_dir, DB_CA_SECRET).map_err(|e| {
+                    let why = |what| {
+                        format!("{POSTGRES_SSLMODE} is verify-full (the default), but {what}")
+                    };
+                    match e {
+                        Error::Config(what) => Error::Config(why(what)),
+                        Error::SecretFile { message, path } => Error::SecretFile {
+                            message: why(message),
+                            path,
+                        },
+                        other => other,
+                    }
+                })?,
+            },
+            Some(_) => {
+                return Err(Error::Config(format!(
+                    "setting {POSTGRES_SSLMODE} must be disable, require or verify-full"
+                )))
+            }
+        };
+        Ok(DatabaseSettings {
+            host,
+            port: number(env, POSTGRES_PORT, 5432, 1..=65535)?,
+            dbname: env(POSTGRES_DB)?.unwrap_or_else(|| "cofrap_db".to_owned()),
+            user: read_secret(secrets_dir, user_secret)?,
+            password: read_secret(secrets_dir, password_secret)?,
+            tls,
+        })
+    }
 }
 
 /// The numbers of the account lifecycle.
@@ -167,48 +234,14 @@ impl Config {
     /// Reads the configuration from the process environment and the secrets
     /// directory.
     pub fn from_env() -> Result<Config, Error> {
-        Config::load(|name| match std::env::var(name) {
-            Ok(value) if value.trim().is_empty() => Ok(None),
-            Ok(value) => Ok(Some(value.trim().to_owned())),
-            Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => {
-                Err(Error::Config(format!("setting {name} is not valid UTF-8")))
-            }
-        })
+        Config::load(setting)
     }
 
     /// Reads the configuration through `env`, which returns a setting's
     /// trimmed value or `None` when it is unset or empty.
     pub fn load(env: impl Fn(&str) -> Result<Option<String>, Error>) -> Result<Config, Error> {
-        let secrets_dir = env(SECRETS_DIR)?.unwrap_or_else(|| DEFAULT_SECRETS_DIR.to_owned());
-        let secrets_dir = Path::new(&secrets_dir);
+        let secrets_dir = &secrets_dir(&env)?;
 
-        let host = env(POSTGRES_HOST)?
-            .ok_or_else(|| Error::Config(format!("setting {POSTGRES_HOST} is not set")))?;
-        let tls = match env(POSTGRES_SSLMODE)?.as_deref() {
-            Some("disable") => Tls::Disable,
-            Some("require") => Tls::Require,
-            Some("verify-full") | None => Tls::VerifyFull {
-                ca_pem: read_secret(secrets_dir, DB_CA_SECRET).map_err(|e| {
-                    let why = |what| {
-                        format!("{POSTGRES_SSLMODE} is verify-full (the default), but {what}")
-                    };
-                    match e {
-                        Error::Config(what) => Error::Config(why(what)),
-                        Error::SecretFile { message, path } => Error::SecretFile {
-                            message: why(message),
-                            path,
-                        },
-                        other => other,
-                    }
-                })?,
-            },
-            Some(_) => {
-                return Err(Error::Config(format!(
-                    "setting {POSTGRES_SSLMODE} must be disable, require or verify-full"
-                )))
-            }
-        };
         let default_deadline_ms = DEFAULT_REQUEST_DEADLINE.as_millis() as u64;
         let request_deadline_ms: u64 = number(
             &env,
@@ -216,14 +249,8 @@ impl Config {
             default_deadline_ms,
             1000..=600_000,
         )?;
-        let database = DatabaseSettings {
-            host,
-            port: number(&env, POSTGRES_PORT, 5432, 1..=65535)?,
-            dbname: env(POSTGRES_DB)?.unwrap_or_else(|| "cofrap_db".to_owned()),
-            user: read_secret(secrets_dir, DB_USER_SECRET)?,
-            password: read_secret(secrets_dir, DB_PASSWORD_SECRET)?,
-            tls,
-        };
+        let database =
+            DatabaseSettings::load(&env, secrets_dir, DB_USER_SECRET, DB_PASSWORD_SECRET)?;
         let policy = Policy {
             bcrypt_cost: number(&env, BCRYPT_COST, 12, 10..=31)?,
             max_failed_attempts: number(&env, MAX_FAILED_ATTEMPTS, 5, 1..=1000)?,
@@ -262,14 +289,23 @@ impl Config {
     }
 }
 
+/// A setting from the process environment, trimmed; `None` when unset or
+/// empty. How every function (and cofrap-admin) reads its settings.
+pub fn setting(name: &str) -> Result<Option<String>, Error> {
+    match std::env::var(name) {
+        Ok(value) if value.trim().is_empty() => Ok(None),
+        Ok(value) => Ok(Some(value.trim().to_owned())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(Error::Config(format!("setting {name} is not valid UTF-8")))
+        }
+    }
+}
+
 /// The signing keys alone, for the `jwks` function, which needs nothing else:
 /// no database, no other secret, no setting but [`SECRETS_DIR`].
 pub fn signing_keys_from_env() -> Result<SigningKeys, Error> {
-    let dir = match std::env::var(SECRETS_DIR) {
-        Ok(dir) if !dir.trim().is_empty() => dir.trim().to_owned(),
-        _ => DEFAULT_SECRETS_DIR.to_owned(),
-    };
-    load_signing_keys(Path::new(&dir))
+    load_signing_keys(&secrets_dir(&setting)?)
 }
 
 fn load_signing_keys(secrets_dir: &Path) -> Result<SigningKeys, Error> {

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 /// The schema version this build needs: the number of the newest file in
 /// `migrations/`. A newer database is accepted, since migrations only add.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Connects as the function's database user, within the deadline.
 pub fn connect(
@@ -64,7 +64,10 @@ pub fn connect(
         // TLS over a Unix socket protects nothing: libpq skips it too.
         (Tls::Disable, _) | (_, true) => config.connect(postgres::NoTls),
         (tls, false) => {
-            config.ssl_mode(SslMode::Require);
+            config.ssl_mode(match tls {
+                Tls::Prefer => SslMode::Prefer,
+                _ => SslMode::Require,
+            });
             config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(
                 tls,
             )?))
@@ -148,7 +151,7 @@ fn tls_config(tls: &Tls) -> Result<rustls::ClientConfig, Error> {
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
-        Tls::Require | Tls::Disable => builder
+        Tls::Require | Tls::Prefer | Tls::Disable => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
             .with_no_client_auth(),

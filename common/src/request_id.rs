@@ -72,14 +72,19 @@ pub fn reissue(
         // unenrolled name for ever by retrying.
         "UPDATE users
             SET password_hash = $3
-          WHERE username_key = $1
+          WHERE id = (SELECT id FROM users
+                       WHERE username_skeleton = $1
+                          OR (username_skeleton IS NULL AND username_key = $4)
+                       ORDER BY username_key = $4 DESC
+                       LIMIT 1)
             AND creation_request = $2
             AND activated_at IS NULL AND mfa_secret IS NULL AND NOT expired
           RETURNING username",
         &[
-            (&username.key(), Type::TEXT),
+            (&username.skeleton(), Type::TEXT),
             (&id.fingerprint, Type::TEXT),
             (&password_hash, Type::TEXT),
+            (&username.key(), Type::TEXT),
         ],
     )?;
     Ok(row.map(|row| row.get(0)))

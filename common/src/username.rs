@@ -1,10 +1,11 @@
 //! Usernames: what people may choose, and when two of them are the same
 //! account.
 //!
-//! Two names that look alike to a person, or in an authenticator app, must
-//! not be two accounts: `alice`, `Alice`, `ａｌｉｃｅ` (full width) are one,
-//! and `alice` + U+200B (an invisible character) or `аlice` (a Cyrillic а)
-//! are refused. So a name is
+//! The rule a person applies: two names that read the same on the page are
+//! the same name. `alice`, `Alice`, `ａｌｉｃｅ` (full width), Cyrillic
+//! `аӏісе`, `straße` and `strasse`, `admin` and `admın` (dotless ı) are one
+//! account; `alice` + U+200B (an invisible character) and names mixing
+//! scripts in ways nobody writes are refused. So a name is
 //! - trimmed of surrounding white space, then kept as written (its display
 //!   form: what the account is shown as);
 //! - 3 to 64 characters long, without `:` (authenticator apps read the label
@@ -13,25 +14,53 @@
 //!   UsernameCaseMapped profile (PRECIS IdentifierClass: letters, digits and
 //!   symbols, no control, format or invisible characters, no spaces of other
 //!   kinds; width mapping, case mapping to lower case, NFC; the bidi rule);
-//! - single-script in the sense of Unicode UTS #39 (Latin with Cyrillic is
-//!   refused; digits and punctuation go with any script).
+//! - within UTS #39's "Highly Restrictive" level (one script, or Latin with
+//!   the Han, Kana and Hangul combinations of Chinese, Japanese and Korean
+//!   names; digits and punctuation go with any script);
+//! - without stacks of combining marks: at most four nonspacing marks in a
+//!   row, never the same one twice in a row (UTS #39, section 5.4).
 //!
-//! Its compared form (the key) is the parts after the profile, joined by one
-//! space. The database holds the key in `users.username_key` under a unique
-//! index, so the database itself refuses two accounts with one key. The
-//! tables come from the `precis-profiles` and `unicode-security` crates.
+//! Three forms identify it, each under a unique index of `users`, so that it
+//! is the database that refuses a second account:
+//! - [`Username::skeleton`], the account's key: the UTS #39 confusable
+//!   skeleton (section 4) of the full case folding of the profile's form.
+//!   Names with one skeleton read the same whatever their case: one account.
+//!   Every lookup is by it.
+//! - [`Username::display_skeleton`]: the skeleton of the name as written.
+//!   Case folding comes before the skeleton in the key, so `Ivan` (key
+//!   `ivan`) and `lvan` (key `lvan`) would be two accounts, yet a capital I
+//!   and a small l are one glyph in many fonts, and names are shown as
+//!   written. A new name whose written form is a look-alike of an existing
+//!   account's is therefore refused too (`account_exists`): `Ivan` blocks
+//!   `lvan` and the other way round, while `ivan` (its dot shows) and
+//!   `lvan` may both exist.
+//! - [`Username::key`], the profile's form, which the Python version's rows
+//!   also get (from a trigger, in SQL): it finds accounts whose skeletons are
+//!   not computed yet (see migration 0005 and `cofrap-admin rekey`).
+//!
+//! The tables come from the `precis-profiles`, `unicode-security`,
+//! `caseless`, `unicode-normalization` and `unicode-properties` crates.
 
 use crate::error::Error;
 use precis_profiles::precis_core::profile::Profile;
 use precis_profiles::UsernameCaseMapped;
-use unicode_security::MixedScript;
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+use unicode_security::confusable_detection::skeleton;
+use unicode_security::mixed_script::AugmentedScriptSet;
+use unicode_security::{RestrictionLevel, RestrictionLevelDetection};
 
-/// A valid username: its display form and its compared form.
+/// A valid username and the forms that identify it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username {
     display: String,
     key: String,
+    skeleton: String,
+    display_skeleton: String,
 }
+
+/// At most this many nonspacing marks in a row (UTS #39, section 5.4).
+pub const MAX_MARKS_IN_A_ROW: usize = 4;
 
 impl Username {
     pub const MIN_CHARS: usize = 3;
@@ -70,12 +99,20 @@ impl Username {
             parts.push(enforced.into_owned());
         }
         let key = parts.join(" ");
-        if !key.as_str().is_single_script() {
+        if !within_highly_restrictive(&key) {
             return Err(Error::InvalidUsername(
                 "must be written in one script (not, say, Latin and Cyrillic letters mixed)",
             ));
         }
+        if has_stacked_marks(trimmed) {
+            return Err(Error::InvalidUsername(
+                "must not stack accents or other combining marks",
+            ));
+        }
+        let folded = caseless::default_case_fold_str(&key);
         Ok(Username {
+            skeleton: skeleton(&folded).collect(),
+            display_skeleton: skeleton(trimmed).collect(),
             display: trimmed.to_owned(),
             key,
         })
@@ -86,18 +123,70 @@ impl Username {
         &self.display
     }
 
-    /// The compared form: equal keys are the same account.
+    /// The profile's form (case, width and normalisation mapped): the
+    /// `username_key` column, which SQL can compute too.
     pub fn key(&self) -> &str {
         &self.key
     }
+
+    /// The account's key: equal skeletons are the same account.
+    pub fn skeleton(&self) -> &str {
+        &self.skeleton
+    }
+
+    /// The skeleton of the name as written: a new name may not look like an
+    /// existing account's as shown.
+    pub fn display_skeleton(&self) -> &str {
+        &self.display_skeleton
+    }
+}
+
+/// UTS #39's restriction level of the name's letters, marks and digits is at
+/// most Highly Restrictive. Characters that go with every script (spaces,
+/// punctuation, symbols: Common and Inherited) say nothing of the mix and are
+/// left out; PRECIS has already decided whether they are allowed.
+fn within_highly_restrictive(key: &str) -> bool {
+    let scripted: String = key
+        .chars()
+        .filter(|c| !AugmentedScriptSet::for_char(*c).is_all())
+        .collect();
+    scripted.as_str().detect_restriction_level() <= RestrictionLevel::HighlyRestrictive
+}
+
+/// More than [`MAX_MARKS_IN_A_ROW`] nonspacing (or enclosing) marks in a
+/// row, or one mark twice in a row, once decomposed (NFD).
+fn has_stacked_marks(name: &str) -> bool {
+    let mut run = 0;
+    let mut previous = None;
+    for c in name.nfd() {
+        let mark = matches!(
+            c.general_category(),
+            GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark
+        );
+        if !mark {
+            run = 0;
+            previous = None;
+            continue;
+        }
+        run += 1;
+        if run > MAX_MARKS_IN_A_ROW || previous == Some(c) {
+            return true;
+        }
+        previous = Some(c);
+    }
+    false
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn key(name: &str) -> String {
-        Username::parse(name).unwrap().key().to_owned()
+    fn skeleton_of(name: &str) -> String {
+        Username::parse(name).unwrap().skeleton().to_owned()
+    }
+
+    fn refused(name: &str) -> bool {
+        Username::parse(name).is_err_and(|e| e.code() == "invalid_username")
     }
 
     #[test]
@@ -118,40 +207,121 @@ mod tests {
             "a:b:c",
             "bell\u{7}",
         ] {
-            assert_eq!(
-                Username::parse(bad).unwrap_err().code(),
-                "invalid_username",
-                "{bad:?}"
-            );
+            assert!(refused(bad), "{bad:?}");
         }
     }
 
     #[test]
-    fn look_alikes_have_one_key_or_are_refused() {
-        assert_eq!(key("alice"), "alice");
-        assert_eq!(key("ALICE"), "alice");
-        assert_eq!(key("\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}"), "alice"); // full width
-        assert_eq!(key("Pierre Goujet"), "pierre goujet");
-        // é precomposed and e + combining acute are one name.
-        assert_eq!(key("caf\u{e9}"), key("cafe\u{301}"));
+    fn case_width_and_normalisation_make_one_account() {
+        for same in [
+            "ALICE",
+            "Alice",
+            "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}", // full width
+        ] {
+            assert_eq!(skeleton_of(same), skeleton_of("alice"), "{same}");
+        }
+        // é precomposed and e + combining acute.
+        assert_eq!(skeleton_of("caf\u{e9}"), skeleton_of("cafe\u{301}"));
+        // Full case folding, not only lower case.
+        assert_eq!(skeleton_of("straße"), skeleton_of("STRASSE"));
+        assert_eq!(skeleton_of("Pierre Goujet"), skeleton_of("pierre goujet"));
+    }
+
+    /// Whether the second of two names would be one account with the first
+    /// (same key) or refused as its look-alike (same written look).
+    fn one_account_or_refused(first: &str, second: &str) -> bool {
+        let (first, second) = (
+            Username::parse(first).unwrap(),
+            Username::parse(second).unwrap(),
+        );
+        first.skeleton() == second.skeleton()
+            || first.display_skeleton() == second.display_skeleton()
+    }
+
+    #[test]
+    fn whole_script_confusables_are_one_account() {
+        // Cyrillic names that read as Latin ones.
+        assert_eq!(skeleton_of("аӏісе"), skeleton_of("alice"));
+        assert_eq!(skeleton_of("ѕсоре"), skeleton_of("scope"));
+        assert_eq!(skeleton_of("рауее"), skeleton_of("payee"));
+        // Capitals that only look alike as capitals (small к is not k).
+        assert!(one_account_or_refused("АЕК", "AEK"));
+        // Greek, in capitals.
+        assert!(one_account_or_refused("ΤΑΧΙ", "TAXI"));
+        assert_eq!(skeleton_of("ορο"), skeleton_of("opo"));
+    }
+
+    #[test]
+    fn same_script_confusables_are_one_account_or_refused() {
+        assert_eq!(skeleton_of("admın"), skeleton_of("admin")); // dotless ı
+        assert_eq!(skeleton_of("rnary"), skeleton_of("mary")); // r n and m
+        assert_eq!(skeleton_of("paypa1"), skeleton_of("paypal")); // one and l
+        assert!(one_account_or_refused("bob0", "bobO")); // zero and O
+        assert!(one_account_or_refused("bobO", "bob0"));
+        assert!(
+            !one_account_or_refused("bob", "rob"),
+            "different names stay apart"
+        );
+        assert!(!one_account_or_refused("alice", "alicia"));
+    }
+
+    #[test]
+    fn a_capital_i_and_a_small_l_look_alike_as_written() {
+        let ivan = Username::parse("Ivan").unwrap();
+        let lvan = Username::parse("lvan").unwrap();
+        assert_ne!(ivan.skeleton(), lvan.skeleton(), "two keys...");
+        assert_eq!(
+            ivan.display_skeleton(),
+            lvan.display_skeleton(),
+            "...but one look: the second is refused"
+        );
+        let dotted = Username::parse("ivan").unwrap();
+        assert_eq!(dotted.skeleton(), ivan.skeleton(), "ivan is Ivan's account");
+        assert_ne!(dotted.display_skeleton(), lvan.display_skeleton());
+    }
+
+    #[test]
+    fn mixed_scripts_beyond_highly_restrictive_are_refused() {
         for bad in [
-            "alice\u{200b}",      // zero-width space
-            "al\u{200d}ice",      // zero-width joiner
-            "\u{430}lice",        // Cyrillic а with Latin
-            "ali\u{a0}ce",        // no-break space
-            "ali\u{3000}ce",      // ideographic space
-            "two  spaces",        // an empty part
+            "\u{430}lice",  // a Cyrillic а among Latin letters
+            "p\u{430}ypal", // likewise
+            "\u{3a9}mega",  // Greek Ω with Latin
+            "alice\u{200b}",
+            "al\u{200d}ice",
+            "ali\u{a0}ce",
+            "ali\u{3000}ce",
+            "two  spaces",
             "\u{2163}\u{2163}ab", // Roman numeral (compatibility)
         ] {
-            assert_eq!(
-                Username::parse(bad).unwrap_err().code(),
-                "invalid_username",
-                "{bad:?}"
-            );
+            assert!(refused(bad), "{bad:?}");
         }
-        // One script at a time, other than Latin, is fine.
-        assert_eq!(key("Алиса"), "алиса");
-        assert_eq!(key("user_42"), "user_42");
+        // One script at a time, other than Latin, is fine; so are the usual
+        // mixes of Japanese names, and digits and punctuation with any.
+        for good in [
+            "Алиса",
+            "山田太郎",
+            "山田Taro",
+            "やまだ",
+            "user_42",
+            "Zoë Smith",
+        ] {
+            assert!(Username::parse(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn stacked_combining_marks_are_refused() {
+        let stacked = format!("alice{}", "\u{301}".repeat(20));
+        assert!(refused(&stacked));
+        assert!(refused("alice\u{301}\u{301}"), "one mark twice");
+        assert!(
+            refused("e\u{300}\u{301}\u{302}\u{303}\u{304}xy"),
+            "five marks"
+        );
+        // Four different marks are the most a letter may carry; Vietnamese
+        // needs two.
+        assert!(Username::parse("e\u{300}\u{301}\u{302}\u{303}xy").is_ok());
+        assert!(Username::parse("Nguyễn Thị").is_ok());
     }
 
     #[test]
