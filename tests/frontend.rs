@@ -312,7 +312,6 @@ impl Browser {
         let text = self.eval("return document.getElementById('app').innerText");
         assert!(text.as_str().unwrap().contains(english), "{step}: {text}");
         self.assert_accessible(&format!("{step}, in English"));
-        self.screenshot(&format!("{step}-en"));
         self.click("#language");
         assert_eq!(self.language(), "fr");
         self.eval(&format!("document.getElementById('{focused}').focus()"));
