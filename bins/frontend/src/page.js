@@ -171,6 +171,7 @@ function onSubmit(id, handler) {
 function showPassword(answer, intro) {
   const user = answer.username;
   state.username = user;
+  $("password-form").username.value = user;
   write("password-intro", () => t(intro, { user }));
   $("password-qr").src = "data:image/png;base64," + answer.qr_code_base64;
   $("password-typed").value = "";
