@@ -147,6 +147,17 @@ browser-deps:
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
 	fi
 
+# axe-core, the accessibility engine the page's browser test runs in
+# Chromium: from the npm registry, at the version tests/package-lock.json
+# pins, into target/npm (npm from Debian's packages when missing).
+AXE := target/npm/node_modules/axe-core/axe.min.js
+$(AXE): tests/package.json tests/package-lock.json
+	@command -v npm >/dev/null || { echo "Installing npm from Debian's packages"; \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
+	@mkdir -p target/npm && cp tests/package.json tests/package-lock.json target/npm/
+	cd target/npm && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
 # podman, buildah and runc for the image test and `make images` without Docker.
 container-deps:
 	@if ! command -v podman >/dev/null || ! command -v buildah >/dev/null || ! command -v runc >/dev/null; then \
@@ -187,8 +198,8 @@ tls-deps:
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssl; \
 	fi
 
-# Everything the tests use: PostgreSQL, Chromium, openssl, the Python peers of the parity tests.
-test-deps: pg-deps browser-deps tls-deps $(PYTHON)
+# Everything the tests use: PostgreSQL, Chromium and axe-core, openssl, the Python peers of the parity tests.
+test-deps: pg-deps browser-deps $(AXE) tls-deps $(PYTHON)
 
 $(PYTHON): tests/requirements.txt
 	@python3 -m venv --help >/dev/null 2>&1 || { \

@@ -691,7 +691,8 @@ fn through_the_real_watchdog_a_held_lock_is_a_500_with_json_not_a_kill() {
         return;
     }
     // The 0.2.1 watchdog always opens its metrics port 8081 too: this is
-    // the only test that starts one, and it says so if the port is taken.
+    // the only test of this file that starts one (test files run one at a
+    // time; frontend.rs has the other), and it says so if the port is taken.
     assert!(
         std::net::TcpListener::bind("0.0.0.0:8081").is_ok(),
         "port 8081 is taken: the classic watchdog needs it for its metrics"

@@ -2,7 +2,9 @@
 //! `make run` starts it, headless Chromium (Debian's) driven through
 //! chromedriver, on a real PostgreSQL. Nothing is scanned: the QR images are
 //! read from the page and decoded, the first code is computed from the
-//! manual key. Screenshots of each step go to target/e2e-screenshots/.
+//! manual key. Screenshots of each step go to target/e2e-screenshots/<test>/.
+//! The page's accessibility is checked by axe-core (from npm, installed by
+//! `make test` into target/npm), run inside the page at each step.
 
 use cofrap_tests::*;
 use serde_json::{json, Value};
@@ -84,7 +86,14 @@ struct Browser {
 }
 
 impl Browser {
-    fn start() -> Browser {
+    /// A browser whose person reads English; `name` names its screenshots'
+    /// folder.
+    fn start(name: &str) -> Browser {
+        Browser::start_in(name, "en-US,en")
+    }
+
+    /// A browser that sends `accept_language` as its Accept-Language.
+    fn start_in(name: &str, accept_language: &str) -> Browser {
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -105,6 +114,7 @@ impl Browser {
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-background-networking", "--disable-component-update",
                     "--disable-sync", "--no-first-run", "--disable-quic",
+                    format!("--accept-lang={accept_language}"),
                     format!("--user-data-dir={}", profile.display()),
                     // A phone's viewport: the page must read well there.
                     "--window-size=412,915",
@@ -118,7 +128,7 @@ impl Browser {
             .read_json()
             .unwrap();
         let session = created["value"]["sessionId"].as_str().unwrap().to_owned();
-        let screenshots = repo_root().join("target/e2e-screenshots");
+        let screenshots = repo_root().join("target/e2e-screenshots").join(name);
         let _ = std::fs::remove_dir_all(&screenshots);
         std::fs::create_dir_all(&screenshots).unwrap();
         Browser {
@@ -199,6 +209,112 @@ impl Browser {
 
     fn wait_visible(&self, id: &str) {
         wait_for(id, || self.visible(id));
+    }
+
+    /// The message the page shows (its alert), once there is one.
+    fn message(&self) -> String {
+        wait_for("a message", || !self.text("message").is_empty());
+        self.text("message")
+    }
+
+    /// The id of the element that has the keyboard focus.
+    fn focused(&self) -> String {
+        self.eval("return document.activeElement.id")
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Presses keys on the keyboard, on whatever has the focus (W3C
+    /// actions): `\u{E004}` is Tab, `\u{E007}` Enter.
+    fn keyboard(&self, text: &str) {
+        let actions: Vec<Value> = text
+            .chars()
+            .flat_map(|c| {
+                let key = c.to_string();
+                [
+                    json!({"type": "keyDown", "value": key}),
+                    json!({"type": "keyUp", "value": key}),
+                ]
+            })
+            .collect();
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}),
+        );
+    }
+
+    /// Presses Tab until the focus is on `id` (a few presses at most).
+    fn tab_to(&self, id: &str) {
+        for _ in 0..8 {
+            if self.focused() == id {
+                return;
+            }
+            self.keyboard("\u{E004}");
+        }
+        panic!(
+            "Tab never reached {id} (the focus is on {:?})",
+            self.focused()
+        );
+    }
+
+    /// Runs axe-core in the page and fails on any serious or critical
+    /// violation (axe's two highest impacts), naming the rule and the
+    /// elements.
+    fn assert_accessible(&self, step: &str) {
+        if self.eval("return typeof axe") != json!("object") {
+            let axe = repo_root().join("target/npm/node_modules/axe-core/axe.min.js");
+            let source = std::fs::read_to_string(&axe)
+                .unwrap_or_else(|e| panic!("{}: {e} (make test installs axe-core)", axe.display()));
+            self.eval(&source);
+        }
+        let violations = self.post(
+            "/execute/async",
+            json!({"script": "const done = arguments[arguments.length - 1];
+                axe.run(document, {resultTypes: ['violations']}).then(
+                  (results) => done(results.violations
+                    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+                    .map((v) => v.id + ' (' + v.impact + '): ' + v.help + ' at '
+                                + v.nodes.map((n) => n.target.join(' ')).join(', '))),
+                  (error) => done(['axe failed: ' + error]));",
+                "args": []}),
+        );
+        assert_eq!(violations, json!([]), "accessibility, {step}");
+    }
+
+    /// Has the page shown as on a device set to dark mode, or not.
+    fn prefer_dark(&self, dark: bool) {
+        let scheme = if dark { "dark" } else { "light" };
+        self.post(
+            "/goog/cdp/execute",
+            json!({"cmd": "Emulation.setEmulatedMedia", "params": {
+                "features": [{"name": "prefers-color-scheme", "value": scheme}]}}),
+        );
+    }
+
+    /// The page's language, as its <html lang> says.
+    fn language(&self) -> String {
+        self.eval("return document.documentElement.lang")
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Checks the step on screen in French, then in English through the
+    /// page's switch, then back in French; the focus is put back where the
+    /// step left it. `english` is a text the step shows in English.
+    fn assert_accessible_in_both_languages(&mut self, step: &str, english: &str) {
+        let focused = self.focused();
+        assert_eq!(self.language(), "fr");
+        self.assert_accessible(&format!("{step}, in French"));
+        self.click("#language");
+        assert_eq!(self.language(), "en");
+        let text = self.eval("return document.getElementById('app').innerText");
+        assert!(text.as_str().unwrap().contains(english), "{step}: {text}");
+        self.assert_accessible(&format!("{step}, in English"));
+        self.click("#language");
+        assert_eq!(self.language(), "fr");
+        self.eval(&format!("document.getElementById('{focused}').focus()"));
     }
 
     fn text(&self, id: &str) -> String {
@@ -318,7 +434,7 @@ fn enroll(browser: &mut Browser, label: &str) -> (String, String) {
 fn a_person_creates_an_account_signs_in_and_renews_it() {
     let functions = Functions::new();
     let server = DevServer::start(&functions);
-    let mut browser = Browser::start();
+    let mut browser = Browser::start("account");
     let user = unique("Browser User ");
     let user = user.trim();
 
@@ -350,9 +466,8 @@ fn a_person_creates_an_account_signs_in_and_renews_it() {
     };
     browser.type_into("#signin-code", wrong);
     browser.press_enter("#signin-code");
-    wait_for("the error message", || browser.visible("message"));
     assert_eq!(
-        browser.text("message"),
+        browser.message(),
         "The username, password or code is not valid."
     );
     browser.screenshot("wrong-code");
@@ -395,6 +510,179 @@ fn a_person_creates_an_account_signs_in_and_renews_it() {
     );
 }
 
+/// A narrow no-break space, as French puts before : ? ! ;
+const NNBSP: &str = "\u{202F}";
+
+/// The whole flow in French, as the browser's Accept-Language asks, by
+/// keyboard alone: each step gets the focus where the next key press goes,
+/// announces its messages (the alert), and has no serious or critical axe
+/// violation, in French and, through the switch, in English. The switch is
+/// remembered (the language only) across a reload.
+#[test]
+fn a_person_uses_the_page_in_french_by_keyboard_alone() {
+    let functions = Functions::new();
+    let server = DevServer::start(&functions);
+    let mut browser = Browser::start_in("french", "fr-FR,fr;q=0.9,en;q=0.8");
+    let user = unique("Utilisatrice ");
+    let user = user.trim();
+    let page = format!("{}/function/frontend", server.url);
+
+    browser.goto(&page);
+    browser.wait_visible("signin");
+    assert_eq!(browser.language(), "fr");
+    assert_eq!(
+        browser.eval("return document.title"),
+        json!("Compte COFRAP")
+    );
+    assert_eq!(browser.text("signin-title"), "Connexion");
+    assert_eq!(browser.text("language"), "English");
+    // The alert is in the page, empty, before any message: screen readers
+    // announce what is then written into it.
+    assert_eq!(
+        browser.eval(
+            "const m = document.getElementById('message');
+             return [m.getAttribute('role'), getComputedStyle(m).display !== 'none', m.textContent]"
+        ),
+        json!(["alert", true, ""])
+    );
+    assert_eq!(browser.focused(), "signin-username");
+    browser.screenshot("sign-in");
+    browser.assert_accessible_in_both_languages("sign-in", "Sign in");
+    // In dark mode too (checked once: the colours are the same at every step).
+    browser.prefer_dark(true);
+    browser.screenshot("sign-in-dark");
+    browser.assert_accessible("sign-in, dark");
+    browser.prefer_dark(false);
+
+    // Account creation, reached with Tab and Enter.
+    browser.tab_to("to-create");
+    browser.keyboard("\u{E007}");
+    browser.wait_visible("create");
+    assert_eq!(browser.focused(), "create-username");
+    assert_eq!(browser.text("create-title"), "Créer un compte");
+    browser.assert_accessible_in_both_languages("create", "Choose a username");
+    browser.keyboard(&format!("{user}\u{E007}"));
+
+    // The password QR code: the focus on the step's heading, read first.
+    browser.wait_visible("password-step");
+    assert_eq!(browser.focused(), "password-title");
+    assert_eq!(
+        browser.text("password-intro"),
+        format!("Compte {user} créé{NNBSP}: voici son mot de passe.")
+    );
+    browser.screenshot("password-qr");
+    browser.assert_accessible_in_both_languages("password-qr", "Scan it now");
+    let password = browser.qr("password-qr");
+    // A wrong password first: its message, and the focus back in the field.
+    browser.tab_to("password-typed");
+    browser.keyboard("not the password\u{E007}");
+    assert_eq!(
+        browser.message(),
+        "Ce n’est pas le mot de passe du code QR. Saisissez-le de nouveau, à l’identique."
+    );
+    assert_eq!(browser.focused(), "password-typed");
+    browser.assert_accessible_in_both_languages("wrong-password", "Type it again, exactly");
+    assert_eq!(
+        browser.eval("return document.getElementById('password-typed').value"),
+        json!(""),
+        "emptied for a new try"
+    );
+    browser.keyboard(&format!("{password}\u{E007}"));
+
+    // The 2FA QR code and its manual key, then the first code.
+    browser.wait_visible("totp-step");
+    assert_eq!(browser.focused(), "totp-title");
+    assert_eq!(browser.text("message"), "", "the error is gone");
+    browser.screenshot("2fa-qr");
+    browser.assert_accessible_in_both_languages("2fa-qr", "Two-factor authentication");
+    let key = browser.text("manual-key");
+    browser.tab_to("totp-code");
+    browser.keyboard(&format!("{}\u{E007}", code_at(&key, current_step() * 30)));
+    browser.wait_visible("done");
+    assert_eq!(browser.focused(), "done-title");
+    assert_eq!(
+        browser.text("done-text"),
+        format!("Votre compte est activé et votre session est ouverte au nom de {user}.")
+    );
+    // The end of the session, at a time written the French way (14:05).
+    let status = browser.text("session-text");
+    let time = status
+        .strip_prefix(&format!("Session ouverte au nom de {user} jusqu’à "))
+        .and_then(|rest| rest.strip_suffix('.'))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(
+        time.len() == 5
+            && time.chars().enumerate().all(|(i, c)| if i == 2 {
+                c == ':'
+            } else {
+                c.is_ascii_digit()
+            }),
+        "{status}"
+    );
+    browser.screenshot("active");
+    browser.assert_accessible_in_both_languages("active", "Your account is active");
+
+    // Sign-out, then a sign-in with a wrong code, then the right one.
+    browser.tab_to("sign-out");
+    browser.keyboard("\u{E007}");
+    browser.wait_visible("signin");
+    assert_eq!(browser.message(), "Déconnexion effectuée.");
+    assert_eq!(browser.focused(), "signin-username");
+    browser.assert_accessible_in_both_languages("signed-out", "You are signed out.");
+    let next = (current_step() + 1) * 30;
+    let wrong = if code_at(&key, next) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    browser.keyboard(&format!("{user}\u{E004}{password}\u{E004}{wrong}\u{E007}"));
+    assert_eq!(
+        browser.message(),
+        "Le nom d’utilisateur, le mot de passe ou le code est incorrect."
+    );
+    assert_eq!(browser.focused(), "signin-code");
+    browser.screenshot("wrong-code");
+    browser.assert_accessible_in_both_languages("wrong-code", "The username, password or code");
+    browser.keyboard(&format!("{}\u{E007}", code_at(&key, next)));
+    browser.wait_visible("done");
+    assert_eq!(
+        browser.text("done-text"),
+        format!("Bon retour parmi nous, {user}.")
+    );
+
+    // The switch rewrites the step in place, session included, and is
+    // remembered: after a reload the page is in English although the
+    // browser asks for French. Only the language is stored.
+    browser.click("#language");
+    assert_eq!(browser.language(), "en");
+    assert_eq!(browser.text("done-text"), format!("Welcome back, {user}."));
+    let status = browser.text("session-text");
+    assert!(
+        status.starts_with(&format!("Signed in as {user} until "))
+            && (status.ends_with(" AM.") || status.ends_with(" PM.")),
+        "{status}"
+    );
+    assert_eq!(
+        browser
+            .eval("return [JSON.stringify(localStorage), sessionStorage.length, document.cookie]"),
+        json!(["{\"cofrap-language\":\"en\"}", 0, ""])
+    );
+    browser.goto(&page);
+    browser.wait_visible("signin");
+    assert_eq!(browser.language(), "en");
+    assert_eq!(
+        browser.eval("return document.title"),
+        json!("COFRAP account")
+    );
+    assert_eq!(browser.text("language"), "Français");
+    browser.click("#language");
+    assert_eq!(browser.text("signin-title"), "Connexion");
+    assert_eq!(
+        browser.eval("return JSON.stringify(localStorage)"),
+        json!("{\"cofrap-language\":\"fr\"}")
+    );
+}
+
 /// The refresh tokens issued to `user`'s sessions, and how many of them have
 /// been exchanged; and the end reasons of the sessions.
 fn session_rows(functions: &Functions, user: &str) -> (i64, i64, Vec<Option<String>>) {
@@ -417,7 +705,7 @@ fn the_page_keeps_the_session_in_memory_refreshes_it_and_signs_out() {
     let server = DevServer::start_with(&functions, &[("ACCESS_TOKEN_SECONDS", "4")]);
     let user = unique("session-page");
     let (password, secret) = functions.enrolled_account(&user);
-    let mut browser = Browser::start();
+    let mut browser = Browser::start("session");
 
     browser.goto(&format!("{}/function/frontend", server.url));
     browser.wait_visible("signin");
@@ -455,8 +743,7 @@ fn the_page_keeps_the_session_in_memory_refreshes_it_and_signs_out() {
     wait_for("the sign-out", || {
         session_rows(&functions, &user).2 == [Some("signed_out".to_owned())]
     });
-    wait_for("the message", || browser.visible("message"));
-    assert_eq!(browser.text("message"), "You are signed out.");
+    assert_eq!(browser.message(), "You are signed out.");
     assert_eq!(browser.text("session-text"), "");
     browser.screenshot("signed-out");
 }
@@ -472,6 +759,16 @@ fn the_page_is_served_with_its_policy_and_the_server_behaves_like_the_watchdog()
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
     let html = page.body_mut().read_to_string().unwrap();
     assert!(html.contains("http-equiv=\"Content-Security-Policy\""));
+    assert!(html.contains("<html lang=\"en\">"), "English by default");
+    // The browser's Accept-Language reaches the page (Http_Accept_Language).
+    let french = ureq::get(&format!("{}/function/frontend", server.url))
+        .header("Accept-Language", "fr-CH, fr;q=0.9, en;q=0.8")
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(french.contains("<html lang=\"fr\">"));
 
     // A function's JSON comes back as is, with its content type.
     let mut created = ureq::post(&format!("{}/function/generate-password", server.url))
@@ -516,6 +813,65 @@ fn the_page_is_served_with_its_policy_and_the_server_behaves_like_the_watchdog()
     assert_eq!(first, "exit status 1");
     let error: Value = serde_json::from_str(rest).unwrap();
     assert_eq!(error["code"], "configuration_error");
+}
+
+/// The real classic watchdog (../shared/tools/fwatchdog) in front of the
+/// page: it hands the browser's Accept-Language to the function as
+/// `Http_Accept_Language`, and the page comes in that language.
+#[test]
+fn through_the_real_watchdog_the_page_comes_in_the_browsers_language() {
+    let watchdog = repo_root().join("../shared/tools/fwatchdog");
+    if !watchdog.exists() {
+        eprintln!("skipped: {} is missing", watchdog.display());
+        return;
+    }
+    // The 0.2.1 watchdog always opens its metrics port 8081 too.
+    assert!(
+        std::net::TcpListener::bind("0.0.0.0:8081").is_ok(),
+        "port 8081 is taken: the classic watchdog needs it for its metrics"
+    );
+    let port = free_port();
+    let mut child = Command::new(&watchdog)
+        .env_clear()
+        .env("fprocess", binary("frontend"))
+        .env("port", port.to_string())
+        .env("content_type", "text/html")
+        .env("exec_timeout", "5s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/");
+    wait_for("the watchdog", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    // The language the page comes in (its <html lang>), or what went wrong.
+    let language_served = |accept_language: Option<&str>| -> String {
+        let mut request = ureq::get(&url);
+        if let Some(value) = accept_language {
+            request = request.header("Accept-Language", value);
+        }
+        match request
+            .call()
+            .and_then(|mut r| r.body_mut().read_to_string())
+        {
+            Ok(html) => html
+                .split("<html lang=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or("none")
+                .to_owned(),
+            Err(e) => e.to_string(),
+        }
+    };
+    let answers = [
+        language_served(Some("fr-FR,fr;q=0.9,en;q=0.8")),
+        language_served(Some("en-GB,en;q=0.9,fr;q=0.8")),
+        language_served(None),
+    ];
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(answers, ["fr", "en", "en"]);
 }
 
 /// The development server on stand-in functions (shell scripts), to check
@@ -647,7 +1003,7 @@ fn another_site(server: &DevServer) -> String {
 fn the_page_refuses_to_work_inside_a_frame() {
     let functions = Functions::new();
     let server = DevServer::start(&functions);
-    let browser = Browser::start();
+    let browser = Browser::start("frame");
     browser.goto(&another_site(&server));
     let page = format!("{}/function/frontend", server.url);
     browser.eval(&format!(
@@ -682,7 +1038,7 @@ fn the_page_refuses_to_work_inside_a_frame() {
 fn another_site_cannot_make_the_browser_create_an_account() {
     let functions = Functions::new();
     let server = DevServer::start(&functions);
-    let browser = Browser::start();
+    let browser = Browser::start("csrf");
     // A text/plain POST needs no CORS preflight: the browser sends it, and
     // only the function can refuse it.
     let post = |user: &str| {

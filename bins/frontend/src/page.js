@@ -1,7 +1,8 @@
 "use strict";
 // The COFRAP sign-in page. It calls the functions on the same origin
 // (/function/<name>), keeps the password only in memory for the few steps of
-// an enrollment, and shows a message for every error code they can return.
+// an enrollment, and shows a message for every error code they can return,
+// in French or English (page-texts.json).
 //
 // Secrets leave the page as soon as their step is done: the password QR code
 // once generate-2fa has accepted the typed password, the 2FA QR code and its
@@ -15,59 +16,111 @@
 // (never in storage or cookies), the access token is renewed with the
 // refresh token before it expires, and signing out ends the session.
 
-const MESSAGES = {
-  request_too_large: "The request is too large.",
-  empty_request: "The request was empty.",
-  invalid_utf8: "The request could not be read.",
-  invalid_json: "The request could not be read.",
-  not_an_object: "The request could not be read.",
-  duplicate_field: "The request could not be read.",
-  unknown_field: "The request could not be read.",
-  missing_field: "Please fill in every field.",
-  invalid_field_type: "Please fill in every field.",
-  invalid_username: "The username must be 3 to 64 characters in one script (letters, digits, symbols and single spaces), without ':' or invisible characters.",
-  invalid_field: "Check the fields: the password is 1 to 72 characters, the code is the 6 digits of your app.",
-  account_exists: "This username is already taken. Choose another one, or sign in.",
-  invalid_renewal_token: "The renewal has expired. Sign in again to start it over.",
-  cross_site_request: "This request came from another web site and was refused. Open the COFRAP page directly.",
-  invalid_refresh_token: "Your session has ended. Please sign in again.",
-  invalid_credentials: "The username, password or code is not valid.",
-  already_enrolled: "Two-factor authentication is already active for this account. Sign in instead.",
-  credentials_expired: "Your credentials have expired: sign in to renew them.",
-  two_factor_not_enrolled: "Two-factor authentication is not set up yet for this account. Create the account again once its enrollment window has passed, or finish the setup.",
-  configuration_error: "The service is misconfigured. Please try again later.",
-  database_unavailable: "The service is unavailable. Please try again later.",
-  database_timeout: "The service did not answer in time. Please try again in a moment.",
-  schema_missing: "The service is not ready yet. Please try again later.",
-  schema_outdated: "The service is being upgraded. Please try again later.",
-  database_error: "Something went wrong on our side. Please try again.",
-  internal_error: "Something went wrong on our side. Please try again.",
-  busy: "The service is busy. Please try again in a moment.",
-  timeout: "The service took too long to answer. Please try again.",
-  unreachable: "The service cannot be reached. Check your connection and try again.",
-};
+// Languages: the page's texts come from the dictionaries of page-texts.json,
+// which the server embeds as a data block (it is not run, so the policy's
+// script hash stays that of this file). The language is the one the person
+// chose with the switch, remembered in this browser's local storage (the one
+// thing the page ever stores, and never a secret), else the one the server
+// chose from the browser's Accept-Language and wrote in <html lang>.
+// Every text on screen is kept as a function of the language, so that the
+// switch rewrites them all in place, in the middle of any step.
 
 const state = { username: "", password: "", renewalToken: null };
 // The open session, if any: { username, accessToken, refreshToken, endsAt, timer }.
 let session = null;
 const $ = (id) => document.getElementById(id);
-const VIEWS = ["signin", "create", "password-step", "totp-step", "done"];
+
+const TEXTS = JSON.parse($("texts").textContent);
+const LANGUAGES = Object.keys(TEXTS);
+// The key of the chosen language in local storage.
+const CHOICE = "cofrap-language";
+// The language of the texts on screen: English until one is chosen below.
+let language = "en";
+
+function rememberedLanguage() {
+  try {
+    return localStorage.getItem(CHOICE);
+  } catch (_) {
+    return null; // storage disabled: the server's choice stands
+  }
+}
+
+function rememberLanguage(chosen) {
+  try {
+    if (LANGUAGES.includes(chosen)) localStorage.setItem(CHOICE, chosen);
+  } catch (_) {
+    // Storage disabled: the choice lasts until the page is left.
+  }
+}
+
+// The page's text `key` in the current language, its {names} filled in.
+function t(key, values = {}) {
+  return TEXTS[language].page[key].replace(/\{(\w+)\}/g, (_, name) => values[name]);
+}
+
+// The texts written by the script and now on screen: element id -> a
+// function giving the text in the current language. They hold names and
+// times, never a secret.
+const written = new Map();
+
+// Writes a text (a function of the language) into an element, or empties
+// it (null).
+function write(id, text) {
+  if (text) written.set(id, text);
+  else written.delete(id);
+  render(id, text ? text() : "");
+}
+
+// An unchanged text is left alone, so that a live region (the session's
+// end, written again at each refresh) is not read out again.
+function render(id, value) {
+  if ($(id).textContent !== value) $(id).textContent = value;
+}
+
+function useLanguage(chosen) {
+  language = chosen;
+  document.documentElement.lang = chosen;
+  for (const element of document.querySelectorAll("[data-text]")) element.textContent = t(element.dataset.text);
+  for (const image of document.querySelectorAll("[data-alt]")) image.alt = t(image.dataset.alt);
+  for (const [id, text] of written) render(id, text());
+  // The switch offers the other language, named in that language.
+  const other = LANGUAGES.find((name) => name !== chosen);
+  $("language").textContent = TEXTS[other].name;
+  $("language").lang = other;
+}
+
+// Where the focus goes when a view appears: the field to fill in, or, for a
+// step that first shows something to read (a QR code, a result), its
+// heading, so that a screen reader reads the step from its start.
+const FOCUS = {
+  signin: "signin-username",
+  create: "create-username",
+  "password-step": "password-title",
+  "totp-step": "totp-title",
+  done: "done-title",
+};
 
 function show(view) {
-  for (const id of VIEWS) $(id).hidden = id !== view;
-  const field = $(view).querySelector("input");
-  (field || $(view).querySelector("button")).focus();
+  for (const id of Object.keys(FOCUS)) $(id).hidden = id !== view;
+  $(FOCUS[view]).focus();
 }
 
+// Shows a message (a function of the language; null: none), which the
+// alert role has screen readers announce.
 function say(text, ok) {
-  const message = $("message");
-  message.textContent = text;
-  message.className = ok ? "ok" : "";
-  message.hidden = !text;
+  write("message", text);
+  $("message").className = ok ? "ok" : "";
 }
 
+// The message for a function's answer. It keeps the code and the function's
+// own text (for a code the page does not know) but not the answer, which
+// may hold a token.
 function explain(answer) {
-  return MESSAGES[answer.code] || answer.error || MESSAGES.internal_error;
+  const { code, error } = answer;
+  return () => {
+    const messages = TEXTS[language].codes;
+    return Object.hasOwn(messages, code) ? messages[code] : error || messages.internal_error;
+  };
 }
 
 // Calls a function. The watchdog answers 200 with the function's JSON, 500
@@ -101,18 +154,25 @@ function onSubmit(id, handler) {
   $(id).addEventListener("submit", async (event) => {
     event.preventDefault();
     const form = event.target;
+    // Disabling the form while it is sent takes the focus away: it is given
+    // back if the form is still shown (a refusal), so that the keyboard
+    // stays where the person was typing.
+    const focused = document.activeElement;
     busy(form, true);
     try {
       await handler(form);
     } finally {
       busy(form, false);
+      if (!form.closest("section").hidden && form.contains(focused)) focused.focus();
     }
   });
 }
 
 function showPassword(answer, intro) {
-  state.username = answer.username;
-  $("password-intro").textContent = intro;
+  const user = answer.username;
+  state.username = user;
+  $("password-form").username.value = user;
+  write("password-intro", () => t(intro, { user }));
   $("password-qr").src = "data:image/png;base64," + answer.qr_code_base64;
   $("password-typed").value = "";
   show("password-step");
@@ -134,10 +194,11 @@ function forgetSecrets() {
   state.renewalToken = null;
 }
 
-function signedIn(answer, text) {
+function signedIn(answer, greeting) {
   forgetSecrets();
-  $("done-text").textContent = text.replace("{user}", answer.username);
-  say("", false);
+  const user = answer.username;
+  write("done-text", () => t(greeting, { user }));
+  say(null);
   keepSession(answer);
   show("done");
 }
@@ -154,8 +215,11 @@ function keepSession(answer) {
     refreshToken: answer.refresh_token,
     endsAt: new Date(now + answer.refresh_expires_in * 1000),
   };
-  const until = session.endsAt.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  $("session-text").textContent = "Signed in as " + session.username + " until " + until + ".";
+  const { username: user, endsAt } = session;
+  write("session-text", () => {
+    const time = endsAt.toLocaleTimeString(language, { hour: "2-digit", minute: "2-digit" });
+    return t("session", { user, time });
+  });
   const lead = Math.min(60, answer.expires_in / 4);
   session.timer = setTimeout(renewSession, Math.max(1, answer.expires_in - lead) * 1000);
 }
@@ -183,26 +247,26 @@ async function renewSession() {
 function endSession() {
   if (session) clearTimeout(session.timer);
   session = null;
-  $("session-text").textContent = "";
+  write("session-text", null);
 }
 
 onSubmit("signin-form", async (form) => {
-  say("", false);
+  say(null);
   const username = form.username.value.trim();
   const password = form.password.value;
   const answer = await call("authenticate", { username, password, totp_code: form.code.value.replace(/\s/g, "") });
   form.code.value = "";
   if (answer.authenticated === true) {
     form.password.value = "";
-    signedIn(answer, "Welcome back, {user}.");
+    signedIn(answer, "welcome_back");
     return;
   }
   if (answer.code === "credentials_expired" && answer.renewal_token) {
     form.password.value = "";
     const renewed = await call("generate-password", { username: answer.username, renewal_token: answer.renewal_token });
     if (renewed.qr_code_base64) {
-      say("Your credentials were more than six months old: here are new ones.", true);
-      showPassword(renewed, "Renewal for " + renewed.username + ": this is your new password.");
+      say(() => t("renewed"), true);
+      showPassword(renewed, "renewal");
     } else {
       say(explain(renewed), false);
     }
@@ -226,20 +290,19 @@ function requestId(username) {
 }
 
 onSubmit("create-form", async (form) => {
-  say("", false);
+  say(null);
   const username = form.username.value.trim();
   const answer = await call("generate-password", { username, request_id: requestId(username) });
   if (answer.qr_code_base64) {
     creation = { username: "", id: "" };
-    say("", false);
-    showPassword(answer, "Account " + answer.username + " created: this is its password.");
+    showPassword(answer, "created");
   } else {
     say(explain(answer), false);
   }
 });
 
 onSubmit("password-form", async (form) => {
-  say("", false);
+  say(null);
   state.password = form.password.value;
   const answer = await call("generate-2fa", { username: state.username, password: state.password });
   if (answer.qr_code_2fa_base64) {
@@ -250,14 +313,15 @@ onSubmit("password-form", async (form) => {
     $("totp-code").value = "";
     show("totp-step");
   } else if (answer.code === "invalid_credentials") {
-    say("That is not the password of the QR code. Type it again, exactly.", false);
+    form.password.value = "";
+    say(() => t("not_that_password"), false);
   } else {
     say(explain(answer), false);
   }
 });
 
 onSubmit("totp-form", async (form) => {
-  say("", false);
+  say(null);
   const answer = await call("authenticate", {
     username: state.username,
     password: state.password,
@@ -265,30 +329,43 @@ onSubmit("totp-form", async (form) => {
   });
   form.code.value = "";
   if (answer.authenticated === true) {
-    signedIn(answer, "Your account is active. You are signed in as {user}.");
+    signedIn(answer, "activated");
   } else {
     say(explain(answer), false);
   }
 });
 
-$("to-create").addEventListener("click", () => { say("", false); show("create"); });
-$("create-back").addEventListener("click", () => { say("", false); show("signin"); });
+$("to-create").addEventListener("click", () => { say(null); show("create"); });
+$("create-back").addEventListener("click", () => { say(null); show("signin"); });
 $("sign-out").addEventListener("click", async () => {
   const ending = session;
   endSession();
   forgetSecrets();
-  $("done-text").textContent = "";
+  write("done-text", null);
   for (const field of document.querySelectorAll("input")) field.value = "";
-  say("You are signed out.", true);
+  const farewell = () => t("signed_out");
+  say(farewell, true);
   show("signin");
   if (ending) {
     const answer = await call("sign-out", { refresh_token: ending.refreshToken });
     // Only if nothing has been said since: a late answer must not overwrite.
-    if (answer.signed_out !== true && $("message").textContent === "You are signed out.") {
-      say("The sign-out may not have reached the server: " + explain(answer), false);
+    if (answer.signed_out !== true && written.get("message") === farewell) {
+      const reason = explain(answer);
+      say(() => t("sign_out_unsure", { reason: reason() }), false);
     }
   }
 });
+
+$("language").addEventListener("click", () => {
+  const other = LANGUAGES.find((name) => name !== language);
+  rememberLanguage(other);
+  useLanguage(other);
+});
+
+// The person's choice if any, else the server's (from Accept-Language).
+const remembered = rememberedLanguage();
+const served = document.documentElement.lang;
+useLanguage(LANGUAGES.includes(remembered) ? remembered : LANGUAGES.includes(served) ? served : "en");
 
 // Inside a frame the page shows nothing usable: the forms are removed.
 if (window.top === window.self) {
@@ -298,6 +375,6 @@ if (window.top === window.self) {
   $("app").remove();
   const notice = document.createElement("p");
   notice.id = "framed";
-  notice.textContent = "This page cannot be used inside another page. Open it directly.";
+  notice.textContent = t("framed");
   document.body.prepend(notice);
 }
