@@ -777,8 +777,11 @@ fn the_edges_headers_reach_the_browser_and_keep_the_page_out_of_frames() {
         "a JSON answer carrying a password"
     );
 
-    // A frame of the page's own origin: the header stops it, so the frame
-    // holds the browser's error page (of no origin of ours), never the page.
+    // A frame of the page's own origin, in a document of that origin with no
+    // policy of its own (the server's 404 for an unknown function): the
+    // header stops it, so the frame holds the browser's error page (of no
+    // origin of ours), never the page.
+    browser.goto(&format!("{}/function/elsewhere", server.url));
     browser.eval(&format!(
         "window.frameLoaded = false;
          const frame = document.createElement('iframe');
