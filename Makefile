@@ -67,7 +67,7 @@ PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
         images push deploy secrets db up bench run pg-deps db-roles container-deps podman-conf \
-        image-contexts unlock tls-deps db-postgres db-cnpg db-schema database-choice
+        image-contexts unlock tls-deps db-postgres db-cnpg db-schema database-choice edge
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -273,6 +273,9 @@ db-schema:
 	kubectl -n $(NAMESPACE) delete job cofrap-db-migrate --ignore-not-found
 	kubectl apply -f k8s/db-migrate-job.yaml
 	kubectl -n $(NAMESPACE) wait --for=condition=complete job/cofrap-db-migrate --timeout=300s
+
+edge: ## The edge in front of the gateway (k8s/edge/): Gateway API route and headers, Envoy Gateway's body and rate limits
+	kubectl apply -f k8s/edge/
 
 up: database-choice secrets db push deploy ## Everything, in order: secrets, database and schema, images, functions (DATABASE=postgres|cnpg)
 

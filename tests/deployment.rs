@@ -1252,6 +1252,8 @@ fn the_cloudnative_pg_cluster_is_highly_available_encrypted_and_closed() {
     assert_eq!(synchronous["method"], "any");
     assert_eq!(synchronous["number"], 1);
     assert_eq!(synchronous["dataDurability"], "required");
+    assert_eq!(synchronous["failoverQuorum"], true);
+    assert_eq!(spec["enablePDB"], true);
     assert_eq!(spec["affinity"]["enablePodAntiAffinity"], true);
     assert_eq!(spec["affinity"]["podAntiAffinityType"], "required");
     assert!(spec["resources"]["requests"]["memory"].is_string());
@@ -1403,10 +1405,19 @@ fn the_connection_budget_adds_up() {
     let readme = read("README.md");
     for fact in [
         "5 × 5 × 4 = 100".to_owned(),
-        format!("`max_client_conn` {}", number(&pgbouncer["max_client_conn"])),
+        format!(
+            "| `max_client_conn` | {} per pod |",
+            number(&pgbouncer["max_client_conn"])
+        ),
+        format!("| Pooler `instances` | {poolers} |"),
+        format!("| `max_db_connections` | {per_pod} per pod |"),
         format!("{poolers} × {per_pod} = {}", poolers * per_pod),
         format!("`max_connections` {}", number(&parameters["max_connections"])),
-        format!("`query_wait_timeout` {} s", number(&pgbouncer["query_wait_timeout"])),
+        format!(
+            "| `query_wait_timeout` | {} s |",
+            number(&pgbouncer["query_wait_timeout"])
+        ),
+        format!("{} s |", database_share_ms / 1000),
     ] {
         assert!(readme.contains(&fact), "the README lacks {fact:?}");
     }
