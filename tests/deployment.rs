@@ -1267,7 +1267,10 @@ fn the_cloudnative_pg_cluster_is_highly_available_encrypted_and_closed() {
     assert!(script.contains("CLUSTER=${CLUSTER:-cofrap-db}"));
     assert_eq!(spec["superuserSecret"]["name"], "cofrap-db-superuser");
     // TLS or nothing.
-    assert_eq!(spec["postgresql"]["pg_hba"][0], "hostnossl all all all reject");
+    assert_eq!(
+        spec["postgresql"]["pg_hba"][0],
+        "hostnossl all all all reject"
+    );
     // The operator's hardened defaults are kept: nothing overrides them.
     for weaker in ["podSecurityContext", "securityContext", "postgresUID"] {
         assert!(spec[weaker].is_null(), "{weaker}");
@@ -1294,13 +1297,20 @@ fn the_cloudnative_pg_cluster_is_highly_available_encrypted_and_closed() {
     assert_eq!(plugin["parameters"]["barmanObjectName"], "cofrap-backups");
     let backup = document(&cnpg, "ScheduledBackup/cofrap-db-daily");
     assert_eq!(backup["spec"]["method"], "plugin");
-    assert_eq!(backup["spec"]["pluginConfiguration"]["name"], plugin["name"]);
+    assert_eq!(
+        backup["spec"]["pluginConfiguration"]["name"],
+        plugin["name"]
+    );
     assert_eq!(backup["spec"]["cluster"]["name"], "cofrap-db");
     let credentials = &store["spec"]["configuration"]["s3Credentials"];
     for key in ["accessKeyId", "secretAccessKey"] {
         let reference = credentials[key].as_mapping().unwrap();
         let fields: BTreeSet<&str> = reference.keys().map(|k| k.as_str().unwrap()).collect();
-        assert_eq!(fields, BTreeSet::from(["key", "name"]), "{key}: a reference only");
+        assert_eq!(
+            fields,
+            BTreeSet::from(["key", "name"]),
+            "{key}: a reference only"
+        );
     }
     // Placeholders, and `make db` refuses them before touching the cluster.
     assert!(read("k8s/cnpg/backup.yaml").contains("REPLACE-ME"));
@@ -1342,8 +1352,10 @@ fn the_cloudnative_pg_cluster_is_highly_available_encrypted_and_closed() {
     assert_eq!(rules.len(), 1);
     assert_eq!(
         rules[0]["from"],
-        serde_yaml_ng::from_str::<Yaml>("[{podSelector: {matchLabels: {cofrap/database: client}}}]")
-            .unwrap()
+        serde_yaml_ng::from_str::<Yaml>(
+            "[{podSelector: {matchLabels: {cofrap/database: client}}}]"
+        )
+        .unwrap()
     );
 }
 
@@ -1373,13 +1385,17 @@ fn the_connection_budget_adds_up() {
     let pooler = &document(&cnpg, "Pooler/cofrap-db-pooler")["spec"];
     let pgbouncer = &pooler["pgbouncer"]["parameters"];
     let poolers = number(&pooler["instances"]);
-    assert!(poolers >= 2, "one PgBouncer pod down must not stop the functions");
+    assert!(
+        poolers >= 2,
+        "one PgBouncer pod down must not stop the functions"
+    );
     // One pod takes every client when the other is down.
     assert!(number(&pgbouncer["max_client_conn"]) >= clients);
     // The most one pod opens to the database.
     let per_pod = number(&pgbouncer["max_db_connections"]);
     assert!(
-        number(&pgbouncer["default_pool_size"]) + number(&pgbouncer["reserve_pool_size"]) <= per_pod
+        number(&pgbouncer["default_pool_size"]) + number(&pgbouncer["reserve_pool_size"])
+            <= per_pod
     );
     let parameters = &document(&cnpg, "Cluster/cofrap-db")["spec"]["postgresql"]["parameters"];
     let ordinary = number(&parameters["max_connections"])
@@ -1395,9 +1411,8 @@ fn the_connection_budget_adds_up() {
     // A request queued in PgBouncer is refused while the function can still
     // answer: before the share of the deadline the database gets (the
     // deadline less its margin, an eighth capped at 1 s).
-    let deadline_ms = number(
-        &stack["functions"]["authenticate"]["environment"][REQUEST_DEADLINE_MS],
-    );
+    let deadline_ms =
+        number(&stack["functions"]["authenticate"]["environment"][REQUEST_DEADLINE_MS]);
     let database_share_ms = deadline_ms - (deadline_ms / 8).clamp(250, 1000);
     assert!(number(&pgbouncer["query_wait_timeout"]) * 1000 < database_share_ms);
 
@@ -1412,7 +1427,10 @@ fn the_connection_budget_adds_up() {
         format!("| Pooler `instances` | {poolers} |"),
         format!("| `max_db_connections` | {per_pod} per pod |"),
         format!("{poolers} × {per_pod} = {}", poolers * per_pod),
-        format!("`max_connections` {}", number(&parameters["max_connections"])),
+        format!(
+            "`max_connections` {}",
+            number(&parameters["max_connections"])
+        ),
         format!(
             "| `query_wait_timeout` | {} s |",
             number(&pgbouncer["query_wait_timeout"])
@@ -1433,7 +1451,10 @@ fn the_edge_routes_every_function_with_its_headers_and_limits() {
     let listener = &gateway["spec"]["listeners"][0];
     assert_eq!(listener["protocol"], "HTTPS");
     assert_eq!(route["spec"]["parentRefs"][0]["name"], "cofrap-edge");
-    assert_eq!(route["spec"]["parentRefs"][0]["sectionName"], listener["name"]);
+    assert_eq!(
+        route["spec"]["parentRefs"][0]["sectionName"],
+        listener["name"]
+    );
     assert_eq!(route["spec"]["hostnames"][0], listener["hostname"]);
     assert_eq!(route["metadata"]["namespace"], "openfaas");
 
@@ -1518,12 +1539,17 @@ fn the_database_secrets_script_copies_only_what_each_database_needs() {
 
     // The operator's CA secret holds its certificate and its private key.
     let certificate = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-    let private_key = "-----BEGIN EC PRIVATE KEY-----\nnever-copied\n-----END EC PRIVATE KEY-----\n";
+    let private_key =
+        "-----BEGIN EC PRIVATE KEY-----\nnever-copied\n-----END EC PRIVATE KEY-----\n";
     std::fs::write(fake.join("existing-cofrap-db-ca"), "").unwrap();
     std::fs::write(fake.join("existing-cofrap-db-ca.ca.crt"), certificate).unwrap();
     std::fs::write(fake.join("existing-cofrap-db-ca.ca.key"), private_key).unwrap();
     let copied = run("ca");
-    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
     assert_eq!(key(DB_CA_SECRET).as_deref(), Some(certificate));
     assert!(calls().contains("jsonpath={.data.ca\\.crt}"), "{}", calls());
     assert!(!calls().contains("ca\\.key"), "the CA's key was read");
@@ -1535,10 +1561,15 @@ fn the_database_secrets_script_copies_only_what_each_database_needs() {
     std::fs::write(fake.join("existing-db-admin-username"), "postgres\n").unwrap();
     std::fs::write(fake.join("existing-db-admin-password"), "the-admin-secret").unwrap();
     let made = run("superuser");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     assert_eq!(key("username").as_deref(), Some("postgres"));
     assert_eq!(key("password").as_deref(), Some("the-admin-secret"));
-    assert!(calls().contains("create secret generic cofrap-db-superuser --type=kubernetes.io/basic-auth"));
+    assert!(calls()
+        .contains("create secret generic cofrap-db-superuser --type=kubernetes.io/basic-auth"));
     assert!(!calls().contains("the-admin-secret"));
     assert!(!String::from_utf8_lossy(&made.stdout).contains("the-admin-secret"));
     std::fs::write(fake.join("existing-db-admin-username"), "admin").unwrap();

@@ -870,6 +870,9 @@ fn the_development_server_substitutes_stack_variables_like_faas_cli() {
         "FROM_DEFAULT=the-default",
         "EMPTY_IS_UNSET=also-default",
     ] {
-        assert!(text.lines().any(|l| l == line), "{line} missing from {text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from {text}"
+        );
     }
 }

@@ -68,7 +68,10 @@ fn substitute(text: &str, variable: impl Fn(&str) -> Option<String>) -> Result<S
         out.push_str(&rest[..start]);
         let after = &rest[start + 1..];
         let Some(inner) = after.strip_prefix('{') else {
-            return Err(format!("a `$` not followed by {{NAME}}: {:.30}", &rest[start..]));
+            return Err(format!(
+                "a `$` not followed by {{NAME}}: {:.30}",
+                &rest[start..]
+            ));
         };
         let end = inner
             .find('}')
@@ -205,7 +208,11 @@ impl Edge {
     fn read(&mut self, document: &Yaml) -> Result<(), String> {
         match document["kind"].as_str() {
             Some("HTTPRoute") => {
-                for rule in document["spec"]["rules"].as_sequence().into_iter().flatten() {
+                for rule in document["spec"]["rules"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                {
                     let mut paths = Vec::new();
                     for matched in rule["matches"].as_sequence().into_iter().flatten() {
                         let path = &matched["path"];
@@ -371,7 +378,15 @@ async fn invoke(
         .and_then(|rest| rest.split('/').next())
         .unwrap_or_default()
         .to_owned();
-    let mut response = run(&served.functions, &name, method.clone(), &uri, &headers, body).await;
+    let mut response = run(
+        &served.functions,
+        &name,
+        method.clone(),
+        &uri,
+        &headers,
+        body,
+    )
+    .await;
     for (header, value) in served.edge.headers_for(uri.path()) {
         response.headers_mut().insert(header.clone(), value.clone());
     }
@@ -631,7 +646,10 @@ mod tests {
         let expand = |text: &str| substitute(text, variables);
         assert_eq!(expand("a ${SET} b").unwrap(), "a value b");
         assert_eq!(expand("${UNSET:-x:y}/${SET:-no}").unwrap(), "x:y/value");
-        assert_eq!(expand("${EMPTY:-default}|${EMPTY-default}").unwrap(), "default|");
+        assert_eq!(
+            expand("${EMPTY:-default}|${EMPTY-default}").unwrap(),
+            "default|"
+        );
         assert_eq!(expand("${UNSET}|${UNSET-d}").unwrap(), "|d");
         for refused in ["$SET", "${SET", "${SET:=x}", "${}"] {
             assert!(expand(refused).is_err(), "{refused}");
