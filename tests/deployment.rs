@@ -1207,6 +1207,10 @@ fn one_switch_deploys_the_functions_on_either_database() {
         assignment(&make_dry_run(&["deploy"]), "POSTGRES_HOST"),
         "postgres.openfaas-fn.svc.cluster.local"
     );
+    // A database of one's own: its host, at verify-full.
+    let own = make_dry_run(&["deploy", "DB_HOST=db.example.com", "DB_SSLMODE=verify-full"]);
+    assert_eq!(assignment(&own, "POSTGRES_HOST"), "db.example.com");
+    assert_eq!(assignment(&own, "POSTGRES_SSLMODE"), "verify-full");
     // Anything else is refused before anything is deployed.
     let refused = Command::new("make")
         .args(["deploy", "DATABASE=mysql"])
