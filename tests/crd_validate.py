@@ -1,22 +1,30 @@
 """Validates custom resources against the real CustomResourceDefinitions of
-their projects (CloudNativePG, Gateway API), offline, the way the API server
-checks them with strict field validation: the version's openAPIV3Schema as
-JSON Schema, and no field the schema does not name (the API server would
-drop it silently, or refuse it under `kubectl apply --validate=strict`).
+their projects (CloudNativePG, Gateway API), offline, as the API server does
+on `kubectl apply --validate=strict`:
 
-What a schema cannot express is not checked here: defaults, the CEL rules
-under x-kubernetes-validations, and the operators' admission webhooks.
+1. the version's openAPIV3Schema as JSON Schema, with no field the schema
+   does not name (the API server would refuse it, or drop it silently);
+2. the schema's defaults filled in, then every CEL rule of the schema
+   (x-kubernetes-validations) evaluated on the value it sits on (with
+   cel-python; rules about updates, which name oldSelf, do not apply to a
+   new resource).
+
+Not checked: the operators' admission webhooks, which run in the cluster.
 
     crd_validate.py CRD_DIR... -- MANIFEST...
 
-prints one line per document: `passed <kind>/<name>`, `failed <kind>/<name>:
-<reasons>`, `no-crd <kind>/<name>` for a custom kind of a group none of the
-CRDs defines, or `builtin <kind>/<name>` for Kubernetes' own kinds (checked by
-kubernetes-validate instead). Exits 1 if any document failed.
+prints one line per document: `passed <kind>/<name> (<n> CEL rules)`,
+`failed <kind>/<name>: <reasons>`, `no-crd <kind>/<name>` for a custom kind of
+a group none of the CRDs defines, or `builtin <kind>/<name>` for Kubernetes'
+own kinds (checked by kubernetes-validate instead). A CEL rule cel-python
+cannot evaluate fails the document too: nothing is skipped silently. Exits 1
+if any document failed.
 """
 
+import copy
 import sys
 
+import celpy
 import jsonschema
 import yaml
 
@@ -39,6 +47,59 @@ def strict(schema):
         for value in schema:
             strict(value)
     return schema
+
+
+def with_defaults(schema, value):
+    """Fills in the defaults the API server applies before the CEL rules."""
+    if isinstance(value, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                with_defaults(sub, value[key])
+    elif isinstance(value, list) and "items" in schema:
+        for item in value:
+            with_defaults(schema["items"], item)
+    return value
+
+
+CEL = celpy.Environment()
+PROGRAMS = {}  # rule -> compiled program: many rules repeat across list items
+
+
+def program(rule):
+    if rule not in PROGRAMS:
+        PROGRAMS[rule] = CEL.program(CEL.compile(rule))
+    return PROGRAMS[rule]
+
+
+def cel_failures(schema, value, path, counted):
+    """The reasons the CEL rules on `value` and beneath it refuse it."""
+    reasons = []
+    for validation in schema.get("x-kubernetes-validations", []):
+        rule = validation["rule"]
+        if "oldSelf" in rule:
+            continue
+        counted[0] += 1
+        try:
+            result = program(rule).evaluate({"self": celpy.json_to_cel(value)})
+        except Exception as error:  # a rule cel-python cannot evaluate
+            result = error
+        if isinstance(result, (Exception, celpy.CELEvalError)):
+            reasons.append(f"{path}: CEL rule not evaluated ({result}): {rule}")
+        elif not bool(result):
+            reasons.append(f"{path}: {validation.get('message', rule)}")
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                reasons += cel_failures(sub, item, f"{path}.{key}", counted)
+    elif isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            reasons += cel_failures(schema["items"], item, f"{path}[{index}]", counted)
+    return reasons
 
 
 def load_crds(folders):
@@ -83,15 +144,18 @@ def main(argv):
                 continue
             validator = jsonschema.Draft7Validator(schema)
             errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
-            if errors:
+            reasons = [
+                f"{'.'.join(str(p) for p in e.path) or '(top)'}: {e.message}" for e in errors
+            ]
+            counted = [0]
+            if not reasons:
+                defaulted = with_defaults(schema, copy.deepcopy(document))
+                reasons = cel_failures(schema, defaulted, kind, counted)
+            if reasons:
                 failed = True
-                reasons = "; ".join(
-                    f"{'.'.join(str(p) for p in e.path) or '(top)'}: {e.message}"
-                    for e in errors
-                )
-                print(f"failed {name}: {reasons}")
+                print(f"failed {name}: {'; '.join(reasons)}")
             else:
-                print(f"passed {name}")
+                print(f"passed {name} ({counted[0]} CEL rules)")
     return 1 if failed else 0
 
 
