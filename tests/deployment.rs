@@ -1116,7 +1116,11 @@ fn cloudnative_pg_and_gateway_api_resources_validate_against_their_crds() {
     assert_eq!(lines, expected, "{report}");
     // The CRDs' CEL rules ran on these (the route's filters, the Cluster's
     // synchronous replication...), not only their schemas.
-    for kind in ["Cluster/cofrap-db", "HTTPRoute/cofrap", "Gateway/cofrap-edge"] {
+    for kind in [
+        "Cluster/cofrap-db",
+        "HTTPRoute/cofrap",
+        "Gateway/cofrap-edge",
+    ] {
         assert!(rules[&format!("passed {kind}")] > 0, "{report}");
     }
 
