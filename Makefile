@@ -15,6 +15,23 @@ REGISTRY ?= ghcr.io/cofrap
 TAG      ?= latest
 PLATFORMS ?= linux/amd64,linux/arm64
 NAMESPACE := openfaas-fn
+# The database in the cluster, one switch for `make db`, `make deploy` and
+# `make up`: postgres (k8s/postgres.yaml: one pod, no TLS, the default) or
+# cnpg (k8s/cnpg/: CloudNativePG, three instances behind PgBouncer, TLS at
+# verify-full). DB_HOST and DB_SSLMODE become stack.yaml's POSTGRES_HOST and
+# POSTGRES_SSLMODE; MIGRATE_HOST is where the schema Job connects (the
+# primary itself: SET ROLE needs the session that a transaction pooler
+# would not keep).
+DATABASE ?= postgres
+DB_HOST_postgres      := postgres.$(NAMESPACE).svc.cluster.local
+DB_SSLMODE_postgres   := disable
+MIGRATE_HOST_postgres := $(DB_HOST_postgres)
+DB_HOST_cnpg          := cofrap-db-pooler.$(NAMESPACE).svc.cluster.local
+DB_SSLMODE_cnpg       := verify-full
+MIGRATE_HOST_cnpg     := cofrap-db-rw.$(NAMESPACE).svc.cluster.local
+DB_HOST      = $(DB_HOST_$(DATABASE))
+DB_SSLMODE   = $(DB_SSLMODE_$(DATABASE))
+MIGRATE_HOST = $(MIGRATE_HOST_$(DATABASE))
 # The fully static build of the functions: the images' binaries, built once on
 # this machine for the image and empty-root tests (the Dockerfile builds the
 # same in its `build` stage).
@@ -54,7 +71,7 @@ PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
         images push deploy secrets db up bench run pg-deps db-roles container-deps podman-conf \
-        image-contexts unlock tls-deps
+        image-contexts unlock tls-deps db-postgres db-cnpg db-schema database-choice edge
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -234,22 +251,54 @@ push: ## Push the images: linux/amd64 and linux/arm64 with buildx, else the loca
 	    for function in $(FUNCTIONS); do docker push $(REGISTRY)/$$function:$(TAG) || exit 1; done; \
 	fi
 
-deploy: ## Deploy the functions to OpenFaaS (faas-cli deploy -f stack.yaml)
-	REGISTRY=$(REGISTRY) TAG=$(TAG) faas-cli deploy -f stack.yaml
+# Refuses a DATABASE that is neither postgres nor cnpg.
+database-choice:
+	@test -n "$(DB_HOST)" || { echo "DATABASE=$(DATABASE): choose postgres (the default) or cnpg" >&2; exit 2; }
+
+deploy: database-choice ## Deploy the functions to OpenFaaS (faas-cli deploy -f stack.yaml), on DATABASE=postgres|cnpg
+	REGISTRY=$(REGISTRY) TAG=$(TAG) POSTGRES_HOST=$(DB_HOST) POSTGRES_SSLMODE=$(DB_SSLMODE) \
+	    faas-cli deploy -f stack.yaml
 
 secrets: ## Create the secrets in openfaas-fn with generated values (existing ones are kept)
 	NAMESPACE=$(NAMESPACE) k8s-secrets/create-secrets.sh
 
-db: ## Deploy PostgreSQL in openfaas-fn, then the roles and the schema (a Job running roles.psql and migrations/*.sql)
+db: database-choice ## Deploy the database (DATABASE=postgres, the default, or cnpg) in openfaas-fn, then the roles and the schema (a Job)
+	$(MAKE) --no-print-directory db-$(DATABASE) db-schema
+
+# The single-pod database, and an empty db-ca-certificate (it has no TLS).
+db-postgres:
 	kubectl apply -f k8s/postgres.yaml
+	NAMESPACE=$(NAMESPACE) k8s-secrets/database-secrets.sh postgres
+	kubectl -n $(NAMESPACE) rollout status statefulset/postgres --timeout=300s
+
+# CloudNativePG (its operator and Barman Cloud plugin installed by the
+# cluster's administrator): the superuser's basic-auth secret from db-admin-*,
+# the resources of k8s/cnpg/, then the certificate of the operator's CA (only
+# the certificate) into db-ca-certificate once the cluster is ready.
+db-cnpg:
+	@if grep -q REPLACE-ME k8s/cnpg/backup.yaml; then \
+	    echo "k8s/cnpg/backup.yaml: set the object store (REPLACE-ME) first, see the README" >&2; exit 2; fi
+	NAMESPACE=$(NAMESPACE) k8s-secrets/database-secrets.sh superuser
+	kubectl apply -f k8s/cnpg/
+	kubectl -n $(NAMESPACE) wait --for=condition=Ready cluster/cofrap-db --timeout=900s
+	NAMESPACE=$(NAMESPACE) k8s-secrets/database-secrets.sh ca
+
+# The roles and the schema: migrations/ as the ConfigMap cofrap-migrations,
+# where the database is as the ConfigMap cofrap-database, then the Job.
+db-schema:
 	kubectl -n $(NAMESPACE) create configmap cofrap-migrations --from-file=migrations/ \
 	    --dry-run=client -o yaml | kubectl apply -f -
-	kubectl -n $(NAMESPACE) rollout status statefulset/postgres --timeout=300s
+	kubectl -n $(NAMESPACE) create configmap cofrap-database --from-literal=PGHOST=$(MIGRATE_HOST) \
+	    --from-literal=PGSSLMODE=$(DB_SSLMODE) \
+	    --dry-run=client -o yaml | kubectl apply -f -
 	kubectl -n $(NAMESPACE) delete job cofrap-db-migrate --ignore-not-found
 	kubectl apply -f k8s/db-migrate-job.yaml
 	kubectl -n $(NAMESPACE) wait --for=condition=complete job/cofrap-db-migrate --timeout=300s
 
-up: secrets db push deploy ## Everything, in order: secrets, database and schema, images, functions
+edge: ## The edge in front of the gateway (k8s/edge/): Gateway API route and headers, Envoy Gateway's body and rate limits
+	kubectl apply -f k8s/edge/
+
+up: database-choice secrets db push deploy ## Everything, in order: secrets, database and schema, images, functions (DATABASE=postgres|cnpg)
 
 clean: ## Remove build outputs and the test virtual environment
 	$(CARGO) clean

@@ -1,12 +1,17 @@
 //! What can be checked of the deployment without a cluster: the Kubernetes
 //! manifests against the Kubernetes schemas (offline) and their hardening,
-//! workload by workload; stack.yaml and the Dockerfile against the code and
-//! each other; the secrets script against a stand-in kubectl; and the static
-//! binaries on an empty root filesystem, the way a `scratch` image runs them.
-//! (The images themselves are built and run in tests/images.rs.)
+//! workload by workload; the CloudNativePG and Gateway API resources against
+//! their projects' real CRDs, the connection budget they add up to, and the
+//! edge's headers and limits; stack.yaml and the Dockerfile against the code
+//! and each other, for either database; the secrets scripts against a
+//! stand-in kubectl; and the static binaries on an empty root filesystem, the
+//! way a `scratch` image runs them. (The images themselves are built and run
+//! in tests/images.rs.)
 
 use cofrap_tests::*;
-use common::config::{JWT_SIGNING_KEYS_SECRET, REQUEST_DEADLINE_MS, SECRETS, SETTINGS};
+use common::config::{
+    DB_CA_SECRET, JWT_SIGNING_KEYS_SECRET, REQUEST_DEADLINE_MS, SECRETS, SETTINGS,
+};
 use serde_json::json;
 use serde_yaml_ng::Value as Yaml;
 use std::collections::BTreeSet;
@@ -24,8 +29,33 @@ fn functions_in_bins() -> BTreeSet<String> {
         .collect()
 }
 
+/// stack.yaml as written, its `${NAME:-default}` left as they are.
 fn stack() -> Yaml {
     serde_yaml_ng::from_str(&read("stack.yaml")).expect("stack.yaml is not YAML")
+}
+
+/// stack.yaml as faas-cli reads it with these environment variables (and no
+/// others): `${NAME:-default}` is the variable's value when it is set and
+/// not empty, else the default; `${NAME}` its value or nothing.
+fn stack_for(variables: &[(&str, &str)]) -> Yaml {
+    let text = read("stack.yaml");
+    let mut expanded = String::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("${") {
+        expanded.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("an unclosed ${") + start;
+        let expression = &rest[start + 2..end];
+        let (name, default) = expression.split_once(":-").unwrap_or((expression, ""));
+        let value = variables
+            .iter()
+            .find(|(n, v)| *n == name && !v.is_empty())
+            .map_or(default, |(_, v)| v);
+        expanded.push_str(value);
+        rest = &rest[end + 1..];
+    }
+    expanded.push_str(rest);
+    assert!(!expanded.contains('$'), "a $ faas-cli would substitute");
+    serde_yaml_ng::from_str(&expanded).expect("stack.yaml is not YAML once substituted")
 }
 
 fn seconds(duration: &Yaml) -> u64 {
@@ -195,12 +225,13 @@ fn stack_yaml_deploys_exactly_the_binaries_with_what_their_code_reads() {
         );
     }
 
-    // The database host is the Service of k8s/postgres.yaml, in openfaas-fn.
+    // The database host is the Service of k8s/postgres.yaml, in openfaas-fn
+    // (by default: with no variable set).
     let manifest = read("k8s/postgres.yaml");
     assert!(
         manifest.contains("kind: Service\nmetadata:\n  name: postgres\n  namespace: openfaas-fn")
     );
-    let host = &stack["functions"]["authenticate"]["environment"]["POSTGRES_HOST"];
+    let host = &stack_for(&[])["functions"]["authenticate"]["environment"]["POSTGRES_HOST"];
     assert_eq!(host, "postgres.openfaas-fn.svc.cluster.local");
 }
 
@@ -359,14 +390,20 @@ fn fake_cluster() -> PathBuf {
     let dir = std::env::temp_dir().join(unique("fake-kubectl-"));
     std::fs::create_dir_all(&dir).unwrap();
     // A secret that exists in the stand-in cluster is a file existing-<name>
-    // holding its value.
+    // holding its value; a secret of several keys also has one file
+    // existing-<name>.<key> per key, which `-o jsonpath={.data.<key>}` reads.
     let kubectl = r#"#!/bin/sh
 echo "$*" >> "$FAKE/calls"
 case "$1 $2" in
   "get secret")
     [ -e "$FAKE/existing-$3" ] || exit 1
-    case "$*" in *jsonpath=*) base64 < "$FAKE/existing-$3";; esac;;
+    case "$*" in *jsonpath=*)
+      key=$(printf '%s\n' "$*" | sed -n 's/.*jsonpath={\.data\.\(.*\)}.*/\1/p' | sed 's/\\\././g')
+      if [ -e "$FAKE/existing-$3.$key" ]; then base64 < "$FAKE/existing-$3.$key"
+      else base64 < "$FAKE/existing-$3"; fi;;
+    esac;;
   "delete secret") rm "$FAKE/existing-$3";;
+  "apply -f") cat > /dev/null;;
   "create secret")
     for arg; do
       case "$arg" in
@@ -420,6 +457,8 @@ fn run_secrets_script(fake: &Path, args: &[&str]) -> String {
 /// tests run it with these and nothing else where it matters
 /// (tests/sessions.rs: refresh and sign-out without the Fernet keys).
 fn secrets_read_by(function: &str) -> BTreeSet<&'static str> {
+    // The CA certificate is read at verify-full only, which one switch of
+    // stack.yaml turns on (DATABASE=cnpg): every database function has it.
     let database = ["db-credentials-username", "db-credentials-password"];
     let extra: &[&'static str] = match function {
         "generate-password" | "generate-2fa" => &["encryption-key"],
@@ -428,8 +467,9 @@ fn secrets_read_by(function: &str) -> BTreeSet<&'static str> {
         "sign-out" => &[],
         other => panic!("{other}: which secrets does it read?"),
     };
-    let secrets: BTreeSet<&str> = database.into_iter().chain(extra.iter().copied()).collect();
+    let mut secrets: BTreeSet<&str> = database.into_iter().chain(extra.iter().copied()).collect();
     assert!(secrets.iter().all(|s| SECRETS.contains(s)), "{secrets:?}");
+    secrets.insert(DB_CA_SECRET);
     secrets
 }
 
@@ -978,4 +1018,603 @@ fn the_schema_jobs_script_applies_the_roles_then_the_migrations_as_the_owner() {
         functions.authenticate("job", &password, &secret, current_step())["authenticated"],
         true
     );
+}
+
+/// Every document of the YAML files of a folder under k8s/, by `Kind/name`.
+fn documents_in(folder: &str) -> Vec<(String, Yaml)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join(folder))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let mut documents = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for document in text.split("\n---\n") {
+            let value: Yaml = serde_yaml_ng::from_str(document)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let name = format!(
+                "{}/{}",
+                value["kind"].as_str().unwrap(),
+                value["metadata"]["name"].as_str().unwrap()
+            );
+            documents.push((name, value));
+        }
+    }
+    documents
+}
+
+fn document<'a>(documents: &'a [(String, Yaml)], name: &str) -> &'a Yaml {
+    documents
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, d)| d)
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+fn yaml_files(folder: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join(folder))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn venv_tool(name: &str) -> PathBuf {
+    std::env::var("COFRAP_TEST_PYTHON")
+        .map(|python| PathBuf::from(python).with_file_name(name))
+        .unwrap_or_else(|_| repo_root().join(".venv/bin").join(name))
+}
+
+#[test]
+fn cloudnative_pg_and_gateway_api_resources_validate_against_their_crds() {
+    let crds = repo_root().join("../shared/crds");
+    let files: Vec<PathBuf> = yaml_files("k8s/cnpg")
+        .into_iter()
+        .chain(yaml_files("k8s/edge"))
+        .collect();
+    let output = Command::new(venv_tool("python"))
+        .arg(repo_root().join("tests/crd_validate.py"))
+        .arg(crds.join("cloudnative-pg-1.30.0"))
+        .arg(crds.join("gateway-api-v1.6.1"))
+        .arg("--")
+        .args(&files)
+        .output()
+        .expect("the test virtual environment is missing: make test creates it");
+    let report = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{report}");
+    // "passed Kind/name (N CEL rules)": the rules evaluated, counted apart.
+    let mut rules = std::collections::BTreeMap::new();
+    let lines: BTreeSet<&str> = report
+        .lines()
+        .map(|line| match line.split_once(" (") {
+            Some((passed, count)) => {
+                let count: u32 = count.trim_end_matches(" CEL rules)").parse().unwrap();
+                rules.insert(passed.to_owned(), count);
+                passed
+            }
+            None => line,
+        })
+        .collect();
+    let expected = BTreeSet::from([
+        "passed Cluster/cofrap-db",
+        "passed Pooler/cofrap-db-pooler",
+        "passed ScheduledBackup/cofrap-db-daily",
+        "passed Gateway/cofrap-edge",
+        "passed HTTPRoute/cofrap",
+        // Kubernetes' own kinds: kubernetes-validate, below.
+        "builtin NetworkPolicy/cofrap-db",
+        "builtin NetworkPolicy/cofrap-db-pooler",
+        // No CRD of theirs here: documented in the README, checked by hand.
+        "no-crd ObjectStore/cofrap-backups",
+        "no-crd BackendTrafficPolicy/cofrap-edge",
+    ]);
+    assert_eq!(lines, expected, "{report}");
+    // The CRDs' CEL rules ran on these (the route's filters, the Cluster's
+    // synchronous replication...), not only their schemas.
+    for kind in [
+        "Cluster/cofrap-db",
+        "HTTPRoute/cofrap",
+        "Gateway/cofrap-edge",
+    ] {
+        assert!(rules[&format!("passed {kind}")] > 0, "{report}");
+    }
+
+    let output = Command::new(venv_tool("kubernetes-validate"))
+        .arg("--strict")
+        .args(&files)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{report}");
+    for policy in ["cofrap-db", "cofrap-db-pooler"] {
+        assert!(
+            report.contains(&format!("passed for resource networkpolicy/{policy} ")),
+            "{report}"
+        );
+    }
+}
+
+/// The values `make -n <target>` gives the variables a command line sets
+/// (`NAME=value`), for the database switch.
+fn make_dry_run(arguments: &[&str]) -> String {
+    let output = Command::new("make")
+        .arg("-n")
+        .arg("--no-print-directory")
+        .args(arguments)
+        .current_dir(repo_root())
+        .env_remove("DATABASE")
+        .env_remove("MAKEFLAGS")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "make -n {arguments:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn assignment<'a>(commands: &'a str, name: &str) -> &'a str {
+    commands
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("{name} is not set in {commands}"))
+}
+
+#[test]
+fn one_switch_deploys_the_functions_on_either_database() {
+    let cnpg = documents_in("k8s/cnpg");
+    let cluster = document(&cnpg, "Cluster/cofrap-db");
+    let pooler = document(&cnpg, "Pooler/cofrap-db-pooler");
+    let namespace = cluster["metadata"]["namespace"].as_str().unwrap();
+    let pooler_host = format!(
+        "{}.{namespace}.svc.cluster.local",
+        pooler["metadata"]["name"].as_str().unwrap()
+    );
+    let primary_host = format!(
+        "{}-rw.{namespace}.svc.cluster.local",
+        cluster["metadata"]["name"].as_str().unwrap()
+    );
+
+    for (database, host, sslmode, migrate_host) in [
+        (
+            "postgres",
+            "postgres.openfaas-fn.svc.cluster.local",
+            "disable",
+            "postgres.openfaas-fn.svc.cluster.local",
+        ),
+        ("cnpg", &pooler_host, "verify-full", &primary_host),
+    ] {
+        // What `make deploy` hands faas-cli, and what faas-cli then deploys.
+        let switch = format!("DATABASE={database}");
+        let deploy = make_dry_run(&["deploy", &switch]);
+        assert!(deploy.contains("faas-cli deploy -f stack.yaml"), "{deploy}");
+        let variables = [
+            ("POSTGRES_HOST", assignment(&deploy, "POSTGRES_HOST")),
+            ("POSTGRES_SSLMODE", assignment(&deploy, "POSTGRES_SSLMODE")),
+        ];
+        let stack = stack_for(&variables);
+        for (name, function) in stack["functions"].as_mapping().unwrap() {
+            let environment = &function["environment"];
+            if environment.get("POSTGRES_HOST").is_none() {
+                continue;
+            }
+            assert_eq!(environment["POSTGRES_HOST"], host, "{name:?} on {database}");
+            assert_eq!(environment["POSTGRES_SSLMODE"], sslmode, "{name:?}");
+            assert!(
+                function["secrets"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s == DB_CA_SECRET),
+                "{name:?}: no {DB_CA_SECRET}"
+            );
+        }
+        // Where the schema Job connects: the primary itself.
+        let schema = make_dry_run(&["db-schema", &switch]);
+        assert_eq!(assignment(&schema, "--from-literal=PGHOST"), migrate_host);
+        assert_eq!(assignment(&schema, "--from-literal=PGSSLMODE"), sslmode);
+        let db = make_dry_run(&["db", &switch]);
+        assert!(db.contains(&format!("db-{database} db-schema")), "{db}");
+    }
+    // Without the switch: the single-pod database.
+    assert_eq!(
+        assignment(&make_dry_run(&["deploy"]), "POSTGRES_HOST"),
+        "postgres.openfaas-fn.svc.cluster.local"
+    );
+    // A database of one's own: its host, at verify-full.
+    let own = make_dry_run(&["deploy", "DB_HOST=db.example.com", "DB_SSLMODE=verify-full"]);
+    assert_eq!(assignment(&own, "POSTGRES_HOST"), "db.example.com");
+    assert_eq!(assignment(&own, "POSTGRES_SSLMODE"), "verify-full");
+    // Anything else is refused before anything is deployed.
+    let refused = Command::new("make")
+        .args(["deploy", "DATABASE=mysql"])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("choose postgres"));
+
+    // The functions' host is a name the server's certificate holds.
+    let names: Vec<&str> = cluster["spec"]["certificates"]["serverAltDNSNames"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(names.contains(&pooler_host.as_str()), "{names:?}");
+    // The schema Job reads where to connect from the ConfigMap `make db`
+    // writes, and the CA from the secret it fills.
+    let job: Yaml = serde_yaml_ng::from_str(&read("k8s/db-migrate-job.yaml")).unwrap();
+    let env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .unwrap();
+    for variable in ["PGHOST", "PGSSLMODE"] {
+        let entry = env.iter().find(|v| v["name"] == variable).unwrap();
+        assert_eq!(
+            entry["valueFrom"]["configMapKeyRef"]["name"], "cofrap-database",
+            "{variable}"
+        );
+    }
+    let root_cert = env.iter().find(|v| v["name"] == "PGSSLROOTCERT").unwrap();
+    assert_eq!(root_cert["value"], format!("/secrets/{DB_CA_SECRET}"));
+}
+
+#[test]
+fn the_cloudnative_pg_cluster_is_highly_available_encrypted_and_closed() {
+    let cnpg = documents_in("k8s/cnpg");
+    let cluster = document(&cnpg, "Cluster/cofrap-db");
+    let spec = &cluster["spec"];
+    assert_eq!(spec["instances"], 3);
+    // A quorum of one standby: writes go on with one standby down.
+    let synchronous = &spec["postgresql"]["synchronous"];
+    assert_eq!(synchronous["method"], "any");
+    assert_eq!(synchronous["number"], 1);
+    assert_eq!(synchronous["dataDurability"], "required");
+    assert_eq!(synchronous["failoverQuorum"], true);
+    assert_eq!(spec["enablePDB"], true);
+    assert_eq!(spec["affinity"]["enablePodAntiAffinity"], true);
+    assert_eq!(spec["affinity"]["podAntiAffinityType"], "required");
+    assert!(spec["resources"]["requests"]["memory"].is_string());
+    assert!(spec["resources"]["limits"]["memory"].is_string());
+    // The tables' owner is the Makefile's OWNER_ROLE; the superuser's
+    // password comes from the project's db-admin-* secrets, through the
+    // secret the script makes.
+    assert_eq!(spec["bootstrap"]["initdb"]["owner"], OWNER_ROLE);
+    assert_eq!(spec["bootstrap"]["initdb"]["database"], "cofrap_db");
+    let script = read("k8s-secrets/database-secrets.sh");
+    assert!(script.contains("CLUSTER=${CLUSTER:-cofrap-db}"));
+    assert_eq!(spec["superuserSecret"]["name"], "cofrap-db-superuser");
+    // TLS or nothing.
+    assert_eq!(
+        spec["postgresql"]["pg_hba"][0],
+        "hostnossl all all all reject"
+    );
+    // The operator's hardened defaults are kept: nothing overrides them.
+    for weaker in ["podSecurityContext", "securityContext", "postgresUID"] {
+        assert!(spec[weaker].is_null(), "{weaker}");
+    }
+    assert_eq!(spec["seccompProfile"]["type"], "RuntimeDefault");
+
+    let pooler = document(&cnpg, "Pooler/cofrap-db-pooler");
+    assert_eq!(pooler["spec"]["cluster"]["name"], "cofrap-db");
+    assert_eq!(pooler["spec"]["type"], "rw");
+    assert_eq!(pooler["spec"]["pgbouncer"]["poolMode"], "transaction");
+    assert_eq!(
+        pooler["spec"]["pgbouncer"]["parameters"]["client_tls_sslmode"],
+        "require"
+    );
+    let pooler_pod = &pooler["spec"]["template"]["spec"];
+    assert!(pooler_pod["containers"][0]["securityContext"].is_null());
+    assert!(pooler_pod["securityContext"].is_null());
+
+    // Backups: the WAL archiver and the scheduled backups use the plugin and
+    // the object store of backup.yaml, whose credentials are references.
+    let store = document(&cnpg, "ObjectStore/cofrap-backups");
+    let plugin = &spec["plugins"][0];
+    assert_eq!(plugin["isWALArchiver"], true);
+    assert_eq!(plugin["parameters"]["barmanObjectName"], "cofrap-backups");
+    let backup = document(&cnpg, "ScheduledBackup/cofrap-db-daily");
+    assert_eq!(backup["spec"]["method"], "plugin");
+    assert_eq!(
+        backup["spec"]["pluginConfiguration"]["name"],
+        plugin["name"]
+    );
+    assert_eq!(backup["spec"]["cluster"]["name"], "cofrap-db");
+    let credentials = &store["spec"]["configuration"]["s3Credentials"];
+    for key in ["accessKeyId", "secretAccessKey"] {
+        let reference = credentials[key].as_mapping().unwrap();
+        let fields: BTreeSet<&str> = reference.keys().map(|k| k.as_str().unwrap()).collect();
+        assert_eq!(
+            fields,
+            BTreeSet::from(["key", "name"]),
+            "{key}: a reference only"
+        );
+    }
+    // Placeholders, and `make db` refuses them before touching the cluster.
+    assert!(read("k8s/cnpg/backup.yaml").contains("REPLACE-ME"));
+    let refused = Command::new("make")
+        .args(["--no-print-directory", "db-cnpg", "DATABASE=cnpg"])
+        .current_dir(repo_root())
+        .env("PATH", "/nonexistent:/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("REPLACE-ME"));
+
+    // The network: the instances admit one another, the Pooler, the schema
+    // Job and the operator; the Pooler admits the database's clients only.
+    let instances = document(&cnpg, "NetworkPolicy/cofrap-db");
+    assert_eq!(
+        instances["spec"]["podSelector"]["matchLabels"]["cnpg.io/podRole"],
+        "instance"
+    );
+    let sources: Vec<&Yaml> = instances["spec"]["ingress"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|rule| rule["from"].as_sequence().unwrap())
+        .collect();
+    assert_eq!(sources.len(), 3, "{sources:?}");
+    assert_eq!(
+        sources[0]["podSelector"]["matchLabels"]["cnpg.io/cluster"],
+        "cofrap-db"
+    );
+    let job: Yaml = serde_yaml_ng::from_str(&read("k8s/db-migrate-job.yaml")).unwrap();
+    assert!(selected_by(
+        &sources[1]["podSelector"],
+        &job["spec"]["template"]["metadata"]["labels"]
+    ));
+    assert!(!sources[2]["namespaceSelector"].is_null());
+    let pooler_policy = document(&cnpg, "NetworkPolicy/cofrap-db-pooler");
+    let rules = pooler_policy["spec"]["ingress"].as_sequence().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        rules[0]["from"],
+        serde_yaml_ng::from_str::<Yaml>(
+            "[{podSelector: {matchLabels: {cofrap/database: client}}}]"
+        )
+        .unwrap()
+    );
+}
+
+fn number(value: &Yaml) -> u64 {
+    match value {
+        Yaml::Number(n) => n.as_u64().unwrap(),
+        Yaml::String(s) => s.parse().unwrap_or_else(|_| panic!("{s} is not a number")),
+        other => panic!("{other:?} is not a number"),
+    }
+}
+
+/// The README's connection budget, from the shipped numbers.
+#[test]
+fn the_connection_budget_adds_up() {
+    let stack = stack_for(&[]);
+    // Each request of a database function holds one connection for its life.
+    let mut clients = 0;
+    for (_, function) in stack["functions"].as_mapping().unwrap() {
+        if function["environment"].get("POSTGRES_HOST").is_some() {
+            clients += number(&function["labels"]["com.openfaas.scale.max"])
+                * number(&function["environment"]["max_inflight"]);
+        }
+    }
+    assert_eq!(clients, 100, "the README's arithmetic: 5 x 5 x 4");
+
+    let cnpg = documents_in("k8s/cnpg");
+    let pooler = &document(&cnpg, "Pooler/cofrap-db-pooler")["spec"];
+    let pgbouncer = &pooler["pgbouncer"]["parameters"];
+    let poolers = number(&pooler["instances"]);
+    assert!(
+        poolers >= 2,
+        "one PgBouncer pod down must not stop the functions"
+    );
+    // One pod takes every client when the other is down.
+    assert!(number(&pgbouncer["max_client_conn"]) >= clients);
+    // The most one pod opens to the database.
+    let per_pod = number(&pgbouncer["max_db_connections"]);
+    assert!(
+        number(&pgbouncer["default_pool_size"]) + number(&pgbouncer["reserve_pool_size"])
+            <= per_pod
+    );
+    let parameters = &document(&cnpg, "Cluster/cofrap-db")["spec"]["postgresql"]["parameters"];
+    let ordinary = number(&parameters["max_connections"])
+        - number(&parameters["superuser_reserved_connections"])
+        - number(&parameters["reserved_connections"]);
+    // Besides the pools: each PgBouncer pod's auth_query connection, the
+    // schema Job, and ten for administrators and monitoring.
+    let others = poolers + 1 + 10;
+    assert!(
+        poolers * per_pod + others <= ordinary,
+        "{poolers} x {per_pod} + {others} > {ordinary}"
+    );
+    // A request queued in PgBouncer is refused while the function can still
+    // answer: before the share of the deadline the database gets (the
+    // deadline less its margin, an eighth capped at 1 s).
+    let deadline_ms =
+        number(&stack["functions"]["authenticate"]["environment"][REQUEST_DEADLINE_MS]);
+    let database_share_ms = deadline_ms - (deadline_ms / 8).clamp(250, 1000);
+    assert!(number(&pgbouncer["query_wait_timeout"]) * 1000 < database_share_ms);
+
+    // The README states the same numbers.
+    let readme = read("README.md");
+    for fact in [
+        "5 × 5 × 4 = 100".to_owned(),
+        format!(
+            "| `max_client_conn` | {} per pod |",
+            number(&pgbouncer["max_client_conn"])
+        ),
+        format!("| Pooler `instances` | {poolers} |"),
+        format!("| `max_db_connections` | {per_pod} per pod |"),
+        format!("{poolers} × {per_pod} = {}", poolers * per_pod),
+        format!(
+            "`max_connections` {}",
+            number(&parameters["max_connections"])
+        ),
+        format!(
+            "| `query_wait_timeout` | {} s |",
+            number(&pgbouncer["query_wait_timeout"])
+        ),
+        format!("{} s |", database_share_ms / 1000),
+    ] {
+        assert!(readme.contains(&fact), "the README lacks {fact:?}");
+    }
+}
+
+#[test]
+fn the_edge_routes_every_function_with_its_headers_and_limits() {
+    let edge = documents_in("k8s/edge");
+    let route = document(&edge, "HTTPRoute/cofrap");
+    let gateway = document(&edge, "Gateway/cofrap-edge");
+    // The route hangs on the Gateway's listener, for its host name, in the
+    // namespace of the OpenFaaS gateway's Service.
+    let listener = &gateway["spec"]["listeners"][0];
+    assert_eq!(listener["protocol"], "HTTPS");
+    assert_eq!(route["spec"]["parentRefs"][0]["name"], "cofrap-edge");
+    assert_eq!(
+        route["spec"]["parentRefs"][0]["sectionName"],
+        listener["name"]
+    );
+    assert_eq!(route["spec"]["hostnames"][0], listener["hostname"]);
+    assert_eq!(route["metadata"]["namespace"], "openfaas");
+
+    // Every function of stack.yaml is routed, and nothing else.
+    let mut routed = BTreeSet::new();
+    for rule in route["spec"]["rules"].as_sequence().unwrap() {
+        assert_eq!(rule["backendRefs"][0]["name"], "gateway");
+        assert_eq!(rule["backendRefs"][0]["port"], 8080);
+        let set: Vec<(&str, &str)> = rule["filters"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter(|f| f["type"] == "ResponseHeaderModifier")
+            .flat_map(|f| f["responseHeaderModifier"]["set"].as_sequence().unwrap())
+            .map(|h| (h["name"].as_str().unwrap(), h["value"].as_str().unwrap()))
+            .collect();
+        let mut functions = Vec::new();
+        for matched in rule["matches"].as_sequence().unwrap() {
+            assert_eq!(matched["path"]["type"], "PathPrefix");
+            let path = matched["path"]["value"].as_str().unwrap();
+            let function = path.strip_prefix("/function/").expect(path);
+            functions.push(function.to_owned());
+            routed.insert(function.to_owned());
+        }
+        let mut expected = vec![
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+        ];
+        if functions == ["frontend"] {
+            expected.push(("Content-Security-Policy", "frame-ancestors 'none'"));
+        }
+        assert_eq!(set, expected, "{functions:?}");
+    }
+    assert_eq!(routed, functions_in_bins());
+
+    // Envoy Gateway: 1 MiB bodies, and 60 requests a minute per client
+    // address (IPv4 and IPv6) on each function that checks a password.
+    let policy = document(&edge, "BackendTrafficPolicy/cofrap-edge");
+    assert_eq!(policy["spec"]["targetRefs"][0]["kind"], "HTTPRoute");
+    assert_eq!(policy["spec"]["targetRefs"][0]["name"], "cofrap");
+    assert_eq!(policy["spec"]["requestBuffer"]["limit"], "1Mi");
+    let mut limited = BTreeSet::new();
+    for rule in policy["spec"]["rateLimit"]["global"]["rules"]
+        .as_sequence()
+        .unwrap()
+    {
+        let selector = &rule["clientSelectors"][0];
+        assert_eq!(selector["sourceCIDR"]["type"], "Distinct");
+        assert_eq!(rule["limit"]["requests"], 60);
+        assert_eq!(rule["limit"]["unit"], "Minute");
+        limited.insert((
+            selector["path"]["value"].as_str().unwrap().to_owned(),
+            selector["sourceCIDR"]["value"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let mut expected = BTreeSet::new();
+    for function in ["authenticate", "generate-2fa", "generate-password"] {
+        for addresses in ["0.0.0.0/0", "::/0"] {
+            expected.insert((format!("/function/{function}"), addresses.to_owned()));
+        }
+    }
+    assert_eq!(limited, expected);
+}
+
+#[test]
+fn the_database_secrets_script_copies_only_what_each_database_needs() {
+    let fake = fake_cluster();
+    let run = |mode: &str| {
+        Command::new(repo_root().join("k8s-secrets/database-secrets.sh"))
+            .arg(mode)
+            .env(
+                "PATH",
+                format!("{}:{}", fake.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("FAKE", &fake)
+            .output()
+            .unwrap()
+    };
+    let key = |name: &str| std::fs::read_to_string(fake.join(format!("key-{name}"))).ok();
+    let calls = || std::fs::read_to_string(fake.join("calls")).unwrap_or_default();
+
+    // The operator's CA secret holds its certificate and its private key.
+    let certificate = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let private_key =
+        "-----BEGIN EC PRIVATE KEY-----\nnever-copied\n-----END EC PRIVATE KEY-----\n";
+    std::fs::write(fake.join("existing-cofrap-db-ca"), "").unwrap();
+    std::fs::write(fake.join("existing-cofrap-db-ca.ca.crt"), certificate).unwrap();
+    std::fs::write(fake.join("existing-cofrap-db-ca.ca.key"), private_key).unwrap();
+    let copied = run("ca");
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    assert_eq!(key(DB_CA_SECRET).as_deref(), Some(certificate));
+    assert!(calls().contains("jsonpath={.data.ca\\.crt}"), "{}", calls());
+    assert!(!calls().contains("ca\\.key"), "the CA's key was read");
+    // A secret without a certificate is refused, not copied.
+    std::fs::write(fake.join("existing-cofrap-db-ca.ca.crt"), private_key).unwrap();
+    assert!(!run("ca").status.success());
+
+    // The superuser's password from db-admin-*, as basic-auth for postgres.
+    std::fs::write(fake.join("existing-db-admin-username"), "postgres\n").unwrap();
+    std::fs::write(fake.join("existing-db-admin-password"), "the-admin-secret").unwrap();
+    let made = run("superuser");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert_eq!(key("username").as_deref(), Some("postgres"));
+    assert_eq!(key("password").as_deref(), Some("the-admin-secret"));
+    assert!(calls()
+        .contains("create secret generic cofrap-db-superuser --type=kubernetes.io/basic-auth"));
+    assert!(!calls().contains("the-admin-secret"));
+    assert!(!String::from_utf8_lossy(&made.stdout).contains("the-admin-secret"));
+    std::fs::write(fake.join("existing-db-admin-username"), "admin").unwrap();
+    let refused = run("superuser");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("must be postgres"));
+
+    // The single-pod database: an empty CA secret when there is none.
+    let _ = std::fs::remove_file(fake.join("existing-db-ca-certificate"));
+    assert!(run("postgres").status.success());
+    assert_eq!(
+        std::fs::read_to_string(fake.join("existing-db-ca-certificate")).unwrap(),
+        ""
+    );
+    std::fs::write(fake.join("existing-db-ca-certificate"), certificate).unwrap();
+    let kept = run("postgres");
+    assert!(String::from_utf8_lossy(&kept.stdout).contains("kept"));
+    assert_eq!(
+        std::fs::read_to_string(fake.join("existing-db-ca-certificate")).unwrap(),
+        certificate
+    );
+    std::fs::remove_dir_all(&fake).unwrap();
 }

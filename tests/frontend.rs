@@ -1002,7 +1002,9 @@ fn another_site(server: &DevServer) -> String {
 #[test]
 fn the_page_refuses_to_work_inside_a_frame() {
     let functions = Functions::new();
-    let server = DevServer::start(&functions);
+    // The page's own defence, for a deployment without the edge: the edge's
+    // header would stop the frame before the page runs (next test).
+    let server = DevServer::start_with(&functions, &[("EDGE", "")]);
     let browser = Browser::start("frame");
     browser.goto(&another_site(&server));
     let page = format!("{}/function/frontend", server.url);
@@ -1075,4 +1077,158 @@ fn another_site_cannot_make_the_browser_create_an_account() {
     let own = unique("same-origin");
     assert_eq!(post(&own), json!("sent"));
     assert!(exists(&own));
+}
+
+/// The response headers the edge sets (k8s/edge/httproute.yaml), as the
+/// browser receives them through the development server, which reads them
+/// from that file: on the page, on a JSON answer carrying a password. Then
+/// the header alone keeps the page out of a frame, even one of its own
+/// origin, and a body over the edge's 1 MiB is refused before any function.
+#[test]
+fn the_edges_headers_reach_the_browser_and_keep_the_page_out_of_frames() {
+    let functions = Functions::new();
+    let server = DevServer::start(&functions);
+    let browser = Browser::start("edge-headers");
+    let page = format!("{}/function/frontend", server.url);
+    browser.goto(&page);
+    browser.wait_visible("signin");
+
+    let names = [
+        "cache-control",
+        "x-content-type-options",
+        "referrer-policy",
+        "content-security-policy",
+    ];
+    let headers_of = |method: &str, path: &str, body: &str| -> Value {
+        browser.post(
+            "/execute/async",
+            json!({"script": format!(
+                "const done = arguments[arguments.length - 1];
+                 const init = {{method: '{method}'}};
+                 if ('{body}') {{ init.body = '{body}';
+                                  init.headers = {{'Content-Type': 'application/json'}}; }}
+                 fetch('{path}', init)
+                   .then(r => done({{status: r.status, headers: {names:?}
+                                       .map(n => r.headers.get(n))}}),
+                         e => done('failed: ' + e));"
+            ), "args": []}),
+        )
+    };
+    let page_answer = headers_of("GET", "/function/frontend", "");
+    assert_eq!(
+        page_answer,
+        json!({"status": 200, "headers": [
+            "no-store", "nosniff", "no-referrer", "frame-ancestors 'none'"]}),
+        "the page"
+    );
+    let user = unique("edge");
+    let created = headers_of(
+        "POST",
+        "/function/generate-password",
+        &json!({"username": user}).to_string(),
+    );
+    assert_eq!(
+        created,
+        json!({"status": 200, "headers": ["no-store", "nosniff", "no-referrer", null]}),
+        "a JSON answer carrying a password"
+    );
+
+    // A frame of the page's own origin, in a document of that origin with no
+    // policy of its own (the server's 404 for an unknown function): the
+    // header stops it, so the frame holds the browser's error page (of no
+    // origin of ours), never the page.
+    browser.goto(&format!("{}/function/elsewhere", server.url));
+    browser.eval(&format!(
+        "window.frameLoaded = false;
+         const frame = document.createElement('iframe');
+         frame.id = 'self-frame'; frame.src = '{page}';
+         frame.onload = () => {{ window.frameLoaded = true; }};
+         document.body.append(frame);"
+    ));
+    wait_for("the frame to load", || {
+        browser.eval("return window.frameLoaded") == Value::Bool(true)
+    });
+    assert_eq!(
+        browser.eval(
+            "const d = document.getElementById('self-frame').contentDocument;
+             return d === null ? null : d.querySelectorAll('input, button, #framed').length"
+        ),
+        Value::Null,
+        "the page was framed: the edge's frame-ancestors header is missing"
+    );
+
+    // Bodies: over 1 MiB refused by the edge (413); at 1 MiB, the function's.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{}/function/generate-password", server.url);
+    let too_large = agent.post(&url).send(vec![b' '; (1 << 20) + 1]).unwrap();
+    assert_eq!(too_large.status(), 413);
+    let mut at_limit = agent.post(&url).send(vec![b' '; 1 << 20]).unwrap();
+    assert_eq!(at_limit.status(), 200);
+    let refusal: Value = at_limit.body_mut().read_json().unwrap();
+    assert_eq!(refusal["code"], "request_too_large");
+}
+
+/// stack.yaml's `${NAME:-default}` values, as faas-cli substitutes them:
+/// the variable when it is set and not empty, else the default.
+#[test]
+fn the_development_server_substitutes_stack_variables_like_faas_cli() {
+    let dir = std::env::temp_dir().join(unique("cofrap-substitution-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("env"), "#!/bin/sh\nenv | sort\n").unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(dir.join("env"))
+        .status()
+        .unwrap();
+    std::fs::write(
+        dir.join("stack.yaml"),
+        "version: 1.0\nfunctions:\n  env:\n    environment:\n      \
+         FROM_VARIABLE: ${COFRAP_TEST_GIVEN:-unused}\n      \
+         FROM_DEFAULT: ${COFRAP_TEST_UNSET:-the-default}\n      \
+         EMPTY_IS_UNSET: ${COFRAP_TEST_EMPTY:-also-default}\n",
+    )
+    .unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let port = free_port();
+    let mut server = Command::new(
+        exe.parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("cofrap-dev-server"),
+    )
+    .env("PORT", port.to_string())
+    .env("STACK", dir.join("stack.yaml"))
+    .env("BIN_DIR", &dir)
+    .env("COFRAP_TEST_GIVEN", "given")
+    .env("COFRAP_TEST_EMPTY", "")
+    .env_remove("COFRAP_TEST_UNSET")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}/function/env");
+    wait_for("the development server", || ureq::get(&url).call().is_ok());
+    let text = ureq::get(&url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+    for line in [
+        "FROM_VARIABLE=given",
+        "FROM_DEFAULT=the-default",
+        "EMPTY_IS_UNSET=also-default",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from {text}"
+        );
+    }
 }

@@ -51,9 +51,9 @@ pub const DB_ADMIN_USER_SECRET: &str = "db-admin-username";
 pub const DB_ADMIN_PASSWORD_SECRET: &str = "db-admin-password";
 
 /// Secret, optional: the PEM certificate(s) of the CA that signed the
-/// database server's certificate. Needed by `POSTGRES_SSLMODE=verify-full`
-/// and by nothing else, so it is not in [`SECRETS`] (stack.yaml lists it
-/// only where TLS is verified).
+/// database server's certificate. Read at `POSTGRES_SSLMODE=verify-full`
+/// and at no other mode, so it is not in [`SECRETS`] (stack.yaml gives it to
+/// every database function, since one switch turns verify-full on).
 pub const DB_CA_SECRET: &str = "db-ca-certificate";
 
 const POSTGRES_HOST: &str = "POSTGRES_HOST";

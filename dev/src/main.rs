@@ -12,18 +12,25 @@
 //!   printed on the console; the `Http_*` environment (method, path, query,
 //!   headers).
 //! - As the gateway: 404 for a function it does not know.
+//! - As the edge in front of the gateway (k8s/edge/, the one source of
+//!   truth): the response headers that the HTTPRoute's
+//!   `ResponseHeaderModifier` filters set on each function's path
+//!   (`Cache-Control: no-store`, the page's `Content-Security-Policy`...), and
+//!   the request body limit of the Envoy Gateway policy (413 beyond it). The
+//!   per-client rate limit is the edge's alone.
 //!
-//! The functions and their environment come from stack.yaml; any of those
-//! variables set in this server's own environment (POSTGRES_HOST,
-//! POSTGRES_PORT, BCRYPT_COST...) overrides stack.yaml's value, and
-//! SECRETS_DIR is passed on, so that the functions reach a local database and
-//! local secrets.
+//! The functions and their environment come from stack.yaml, after the
+//! `${NAME:-default}` substitution faas-cli makes; any of those variables
+//! set in this server's own environment (POSTGRES_HOST, POSTGRES_PORT,
+//! BCRYPT_COST...) overrides stack.yaml's value, and SECRETS_DIR is passed
+//! on, so that the functions reach a local database and local secrets.
 //!
 //! Settings: BIND (default 127.0.0.1), PORT (8080), STACK (stack.yaml),
-//! BIN_DIR (the folder of this binary, where cargo puts the functions too).
+//! EDGE (k8s/edge when it exists; empty: no edge), BIN_DIR (the folder of this binary, where
+//! cargo puts the functions too).
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get};
@@ -49,9 +56,57 @@ struct Function {
 
 type Functions = BTreeMap<String, Function>;
 
+/// faas-cli's substitution in stack files (drone/envsubst): `${NAME}` is the
+/// variable's value, `${NAME:-default}` the default when it is unset or
+/// empty, `${NAME-default}` the default when it is unset. Any other use of
+/// `$` is refused rather than passed on as it is, since faas-cli would
+/// substitute it.
+fn substitute(text: &str, variable: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('$') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let Some(inner) = after.strip_prefix('{') else {
+            return Err(format!(
+                "a `$` not followed by {{NAME}}: {:.30}",
+                &rest[start..]
+            ));
+        };
+        let end = inner
+            .find('}')
+            .ok_or_else(|| format!("an unclosed ${{: {:.30}", &rest[start..]))?;
+        let expression = &inner[..end];
+        let name_end = expression
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(expression.len());
+        let (name, operator) = expression.split_at(name_end);
+        let value = variable(name);
+        let replacement = if name.is_empty() {
+            return Err(format!("${{{expression}}} names no variable"));
+        } else if operator.is_empty() {
+            value.unwrap_or_default()
+        } else if let Some(default) = operator.strip_prefix(":-") {
+            value
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        } else if let Some(default) = operator.strip_prefix('-') {
+            value.unwrap_or_else(|| default.to_owned())
+        } else {
+            return Err(format!("${{{expression}}}: only ${{NAME}}, ${{NAME:-default}} and ${{NAME-default}} are supported"));
+        };
+        out.push_str(&replacement);
+        rest = &inner[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// Reads the functions of stack.yaml.
 fn load(stack: &Path, bin_dir: &Path) -> Result<Functions, String> {
     let text = std::fs::read_to_string(stack).map_err(|e| format!("{}: {e}", stack.display()))?;
+    let text = substitute(&text, |name| std::env::var(name).ok())
+        .map_err(|e| format!("{}: {e}", stack.display()))?;
     let yaml: Yaml =
         serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", stack.display()))?;
     let specs = yaml["functions"]
@@ -111,6 +166,139 @@ fn load(stack: &Path, bin_dir: &Path) -> Result<Functions, String> {
     Ok(functions)
 }
 
+/// The edge in front of the gateway, as k8s/edge/ describes it.
+#[derive(Default)]
+struct Edge {
+    /// The HTTPRoute's rules: which paths each matches, and the response
+    /// headers its `ResponseHeaderModifier` filters set.
+    rules: Vec<EdgeRule>,
+    /// The Envoy Gateway policy's `requestBuffer.limit`, in bytes.
+    body_limit: Option<usize>,
+}
+
+struct EdgeRule {
+    /// (exact, path): `Exact` or `PathPrefix` matches.
+    paths: Vec<(bool, String)>,
+    set: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl Edge {
+    /// Reads every HTTPRoute and BackendTrafficPolicy of the folder's YAML files.
+    fn load(folder: &Path) -> Result<Edge, String> {
+        let mut edge = Edge::default();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+            .map_err(|e| format!("{}: {e}", folder.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        files.sort();
+        for file in files {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            for document in serde_yaml_ng::Deserializer::from_str(&text) {
+                let document = serde::Deserialize::deserialize(document)
+                    .map_err(|e: serde_yaml_ng::Error| format!("{}: {e}", file.display()))?;
+                edge.read(&document)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+            }
+        }
+        Ok(edge)
+    }
+
+    fn read(&mut self, document: &Yaml) -> Result<(), String> {
+        match document["kind"].as_str() {
+            Some("HTTPRoute") => {
+                for rule in document["spec"]["rules"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                {
+                    let mut paths = Vec::new();
+                    for matched in rule["matches"].as_sequence().into_iter().flatten() {
+                        let path = &matched["path"];
+                        let value = path["value"].as_str().unwrap_or("/").to_owned();
+                        match path["type"].as_str().unwrap_or("PathPrefix") {
+                            "Exact" => paths.push((true, value)),
+                            "PathPrefix" => paths.push((false, value)),
+                            other => return Err(format!("path match {other} is not supported")),
+                        }
+                    }
+                    let mut set = Vec::new();
+                    for filter in rule["filters"].as_sequence().into_iter().flatten() {
+                        if filter["type"] != "ResponseHeaderModifier" {
+                            continue;
+                        }
+                        let modifier = &filter["responseHeaderModifier"];
+                        if !modifier["add"].is_null() || !modifier["remove"].is_null() {
+                            return Err("only `set` of ResponseHeaderModifier is supported".into());
+                        }
+                        for header in modifier["set"].as_sequence().into_iter().flatten() {
+                            let name = header["name"].as_str().unwrap_or_default();
+                            let value = header["value"].as_str().unwrap_or_default();
+                            set.push((
+                                header::HeaderName::try_from(name)
+                                    .map_err(|e| format!("header {name:?}: {e}"))?,
+                                HeaderValue::try_from(value)
+                                    .map_err(|e| format!("header {name}: {e}"))?,
+                            ));
+                        }
+                    }
+                    self.rules.push(EdgeRule { paths, set });
+                }
+            }
+            Some("BackendTrafficPolicy") => {
+                let limit = &document["spec"]["requestBuffer"]["limit"];
+                if !limit.is_null() {
+                    let text = scalar(limit);
+                    self.body_limit =
+                        Some(quantity(&text).ok_or(format!("requestBuffer.limit {text:?}"))?);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The headers for a path: those of the rule with the most specific
+    /// match, as the Gateway API orders them (an exact match first, then the
+    /// longest prefix). A prefix matches whole path segments.
+    fn headers_for(&self, path: &str) -> &[(header::HeaderName, HeaderValue)] {
+        let mut best: Option<((bool, usize), &EdgeRule)> = None;
+        for rule in &self.rules {
+            for (exact, value) in &rule.paths {
+                let prefix = value.trim_end_matches('/');
+                let matches = if *exact {
+                    path == value
+                } else {
+                    path == prefix || path.starts_with(&format!("{prefix}/")) || prefix.is_empty()
+                };
+                let rank = (*exact, value.len());
+                if matches && best.as_ref().is_none_or(|(b, _)| rank > *b) {
+                    best = Some((rank, rule));
+                }
+            }
+        }
+        best.map(|(_, rule)| rule.set.as_slice()).unwrap_or(&[])
+    }
+}
+
+/// A Kubernetes quantity of bytes: "1048576", "1Mi", "512Ki", "1M".
+fn quantity(text: &str) -> Option<usize> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let number: usize = digits.parse().ok()?;
+    let unit = match &text[digits.len()..] {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "k" => 1000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(unit)
+}
+
 fn scalar(value: &Yaml) -> String {
     match value {
         Yaml::String(s) => s.clone(),
@@ -168,9 +356,16 @@ fn plain(status: StatusCode, text: String) -> Response {
         .into_response()
 }
 
-/// Runs a function for one request, as the classic watchdog does.
+/// What the server serves: the functions, behind the edge.
+struct Served {
+    functions: Functions,
+    edge: Edge,
+}
+
+/// Runs a function for one request, as the classic watchdog does, and adds
+/// the edge's response headers.
 async fn invoke(
-    State(functions): State<Arc<Functions>>,
+    State(served): State<Arc<Served>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -183,7 +378,18 @@ async fn invoke(
         .and_then(|rest| rest.split('/').next())
         .unwrap_or_default()
         .to_owned();
-    let response = run(&functions, &name, method.clone(), &uri, &headers, body).await;
+    let mut response = run(
+        &served.functions,
+        &name,
+        method.clone(),
+        &uri,
+        &headers,
+        body,
+    )
+    .await;
+    for (header, value) in served.edge.headers_for(uri.path()) {
+        response.headers_mut().insert(header.clone(), value.clone());
+    }
     println!(
         "{method} {} {} {} ms",
         uri.path(),
@@ -345,10 +551,31 @@ async fn main() -> ExitCode {
         });
 
     let functions = match load(&stack, &bin_dir) {
-        Ok(functions) => Arc::new(functions),
+        Ok(functions) => functions,
         Err(e) => {
             eprintln!("cofrap-dev-server: {e}");
             return ExitCode::from(2);
+        }
+    };
+    // EDGE names the folder; unset, k8s/edge if there is one (a stand-in
+    // stack elsewhere has none); empty, no edge.
+    let edge_folder = std::env::var("EDGE").unwrap_or_else(|_| {
+        let default = Path::new("k8s/edge");
+        if default.is_dir() {
+            default.display().to_string()
+        } else {
+            String::new()
+        }
+    });
+    let edge = if edge_folder.is_empty() {
+        Edge::default()
+    } else {
+        match Edge::load(Path::new(&edge_folder)) {
+            Ok(edge) => edge,
+            Err(e) => {
+                eprintln!("cofrap-dev-server: {e}");
+                return ExitCode::from(2);
+            }
         }
     };
     let listener = match tokio::net::TcpListener::bind(format!("{bind}:{port}")).await {
@@ -363,6 +590,9 @@ async fn main() -> ExitCode {
     if !address.ip().is_loopback() {
         println!("Warning: listening on {address}, reachable from other machines.");
     }
+    if edge.rules.is_empty() {
+        println!("Without the edge: no response headers of k8s/edge/, no body limit.");
+    }
     let names: Vec<&str> = functions.keys().map(String::as_str).collect();
     println!("Functions: {}", names.join(", "));
     if functions.contains_key("frontend") {
@@ -372,13 +602,19 @@ async fn main() -> ExitCode {
     }
     println!("Press Ctrl-C to stop.");
 
+    // Bodies over the edge's limit are refused with 413, as Envoy does.
+    let body_limit = edge
+        .body_limit
+        .map(DefaultBodyLimit::max)
+        .unwrap_or_else(DefaultBodyLimit::disable);
     let app = Router::new()
         .route(
             "/",
             get(|| async { Redirect::temporary("/function/frontend") }),
         )
         .route("/function/{*path}", any(invoke))
-        .with_state(functions);
+        .layer(body_limit)
+        .with_state(Arc::new(Served { functions, edge }));
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -398,6 +634,53 @@ mod tests {
         assert_eq!(header_variable("content-type"), "Http_Content_Type");
         assert_eq!(header_variable("x-forwarded-for"), "Http_X_Forwarded_For");
         assert_eq!(header_variable("accept"), "Http_Accept");
+    }
+
+    #[test]
+    fn stack_files_are_substituted_like_faas_cli_does() {
+        let variables = |name: &str| match name {
+            "SET" => Some("value".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let expand = |text: &str| substitute(text, variables);
+        assert_eq!(expand("a ${SET} b").unwrap(), "a value b");
+        assert_eq!(expand("${UNSET:-x:y}/${SET:-no}").unwrap(), "x:y/value");
+        assert_eq!(
+            expand("${EMPTY:-default}|${EMPTY-default}").unwrap(),
+            "default|"
+        );
+        assert_eq!(expand("${UNSET}|${UNSET-d}").unwrap(), "|d");
+        for refused in ["$SET", "${SET", "${SET:=x}", "${}"] {
+            assert!(expand(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn the_edge_picks_the_most_specific_rule_by_whole_segments() {
+        let route = "kind: HTTPRoute\nspec:\n  rules:\n  \
+            - matches: [{path: {type: PathPrefix, value: /function}}]\n    \
+              filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: A, value: wide}]}}]\n  \
+            - matches: [{path: {type: PathPrefix, value: /function/page/}}]\n    \
+              filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: A, value: page}]}}]\n  \
+            - matches: [{path: {type: Exact, value: /function/page/x}}]\n    \
+              filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: A, value: exact}]}}]\n";
+        let mut edge = Edge::default();
+        edge.read(&serde_yaml_ng::from_str(route).unwrap()).unwrap();
+        let a = |path: &str| {
+            edge.headers_for(path)
+                .first()
+                .map(|(_, v)| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(a("/function/page").as_deref(), Some("page"));
+        assert_eq!(a("/function/page/y").as_deref(), Some("page"));
+        assert_eq!(a("/function/page/x").as_deref(), Some("exact"));
+        assert_eq!(a("/function/pages").as_deref(), Some("wide"));
+        assert_eq!(a("/other"), None);
+        assert_eq!(quantity("1Mi"), Some(1 << 20));
+        assert_eq!(quantity("1M"), Some(1_000_000));
+        assert_eq!(quantity("12"), Some(12));
+        assert_eq!(quantity("1Xi"), None);
     }
 
     #[test]
