@@ -35,6 +35,9 @@ pub const TAG: &str = "test";
 /// How long a container may take to answer its health check.
 const START_PATIENCE: Duration = Duration::from_secs(30);
 
+/// How long one command of a container engine (a pull, a run...) may take.
+const ENGINE_PATIENCE: Duration = Duration::from_secs(300);
+
 /// The classic watchdog binary the images are built with.
 pub fn watchdog_binary() -> PathBuf {
     std::env::var_os("COFRAP_WATCHDOG")
@@ -111,12 +114,18 @@ impl Engine {
         }
     }
 
+    /// A command of this engine, ended if it takes longer than
+    /// `ENGINE_PATIENCE` (a stuck pull or daemon must not hang the tests).
     pub fn command(&self) -> Command {
-        let mut command = Command::new(match self.kind {
-            EngineKind::Podman => "podman",
-            EngineKind::Docker => "docker",
-        });
-        command.envs(self.environment.iter().map(|(k, v)| (k, v)));
+        let mut command = Command::new("timeout");
+        command
+            .arg("--kill-after=10s")
+            .arg(format!("{}s", ENGINE_PATIENCE.as_secs()))
+            .arg(match self.kind {
+                EngineKind::Podman => "podman",
+                EngineKind::Docker => "docker",
+            })
+            .envs(self.environment.iter().map(|(k, v)| (k, v)));
         command
     }
 
@@ -459,10 +468,8 @@ impl Container {
         }
         let health = format!("{}/_/health", container.url());
         loop {
-            if let Ok(response) = ureq::get(&health).call() {
-                if response.status() == 200 {
-                    break;
-                }
+            if answers_ok(&health) {
+                break;
             }
             if let Some(relay) = &mut container.relay {
                 if let Ok(Some(status)) = relay.try_wait() {
@@ -545,6 +552,17 @@ impl Drop for Container {
         }
         let _ = remove.arg(&self.name).output();
     }
+}
+
+/// Whether a GET of `url` answers 200 within a few seconds: how the tests
+/// wait for a server to be ready.
+pub fn answers_ok(url: &str) -> bool {
+    ureq::get(url)
+        .config()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .call()
+        .is_ok_and(|response| response.status() == 200)
 }
 
 /// An HTTP answer: status, content type and body.
