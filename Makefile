@@ -146,15 +146,17 @@ container-deps:
 	fi
 
 # Docker's engine (dockerd, containerd, the docker client) and Docker's
-# registry, for the push test. On a machine with systemd, Debian's packages
-# also enable and start their system services; the test starts its own
-# daemons and never uses those.
+# registry, for the push test; without their recommendations (needrestart
+# would change how apt upgrades this machine). On a machine with systemd,
+# Debian's packages also enable and start their system services; the test
+# starts daemons of its own and never uses those.
 docker-deps:
 	@if ! command -v dockerd >/dev/null || ! command -v containerd >/dev/null || \
 	    ! command -v docker-registry >/dev/null; then \
 	    echo "Installing docker.io and docker-registry from Debian's packages"; \
 	    $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq docker.io docker-registry; \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	        docker.io docker-registry; \
 	fi
 
 # podman's configuration for this build: the runc runtime and cgroupfs (crun
