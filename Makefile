@@ -150,13 +150,16 @@ container-deps:
 # would change how apt upgrades this machine). On a machine with systemd,
 # Debian's packages also enable and start their system services; the test
 # starts daemons of its own and never uses those.
+# Only what is missing: a machine with Docker's own packages (docker-ce,
+# which conflicts with docker.io) keeps them.
 docker-deps:
-	@if ! command -v dockerd >/dev/null || ! command -v containerd >/dev/null || \
-	    ! command -v docker-registry >/dev/null; then \
-	    echo "Installing docker.io and docker-registry from Debian's packages"; \
+	@packages=; \
+	{ command -v dockerd && command -v containerd; } >/dev/null || packages=docker.io; \
+	command -v docker-registry >/dev/null || packages="$$packages docker-registry"; \
+	if [ -n "$$packages" ]; then \
+	    echo Installing $$packages "from Debian's packages"; \
 	    $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-	        docker.io docker-registry; \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$packages; \
 	fi
 
 # podman's configuration for this build: the runc runtime and cgroupfs (crun
