@@ -518,13 +518,25 @@ impl DockerDaemon {
             .stderr(std::fs::File::create(dir.join("containerd.log")).unwrap())
             .spawn()
             .expect("containerd is missing: make test installs it (make docker-deps)");
-        // dockerd's configuration file, so that it reads none of /etc/docker;
-        // its identity key here rather than in /etc/docker/key.json.
-        std::fs::write(
-            dir.join("daemon.json"),
-            json!({"deprecated-key-path": dir.join("key.json")}).to_string(),
-        )
-        .unwrap();
+        // dockerd's configuration file, so that it reads none of /etc/docker.
+        // dockerd before 23.0 (Debian 12 has 20.10) also writes an identity
+        // key, to /etc/docker/key.json unless told another path; later ones
+        // have no such key.
+        let version = Command::new("dockerd").arg("--version").output();
+        let version = version.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        let major: Option<u32> = version.as_deref().ok().and_then(|v| {
+            v.strip_prefix("Docker version ")?
+                .split('.')
+                .next()?
+                .parse()
+                .ok()
+        });
+        let config = if major.is_some_and(|major| major < 23) {
+            json!({"deprecated-key-path": dir.join("key.json")})
+        } else {
+            json!({})
+        };
+        std::fs::write(dir.join("daemon.json"), config.to_string()).unwrap();
         // A leading slash: under the root cgroup, not under the test's.
         let cgroup_parent = format!("/{}", unique("cofrap-test-docker-"));
         let dockerd = Command::new("dockerd")
