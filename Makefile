@@ -146,12 +146,12 @@ container-deps:
 	fi
 
 # Docker's engine (dockerd, containerd, the docker client) and Docker's
-# registry, for the push test; without their recommendations (needrestart
-# would change how apt upgrades this machine). On a machine with systemd,
-# Debian's packages also enable and start their system services; the test
-# starts daemons of its own and never uses those.
-# Only what is missing: a machine with Docker's own packages (docker-ce,
-# which conflicts with docker.io) keeps them.
+# registry, for the push test. Only what is missing (a machine with Docker's
+# own packages, docker-ce, which conflicts with docker.io, keeps them), and
+# without their recommendations (needrestart would change how apt upgrades
+# this machine). On a machine with systemd, Debian's packages also enable
+# and start their system services; the test starts daemons of its own and
+# never uses those.
 docker-deps:
 	@packages=; \
 	{ command -v dockerd && command -v containerd; } >/dev/null || packages=docker.io; \

@@ -128,12 +128,6 @@ impl Engine {
             .envs(self.environment.iter().map(|(k, v)| (k, v)));
         command
     }
-
-    /// The environment this engine's commands get, for other programs that
-    /// run it (make).
-    pub fn environment(&self) -> &[(String, OsString)] {
-        &self.environment
-    }
 }
 
 /// Why containers cannot run on this machine at all, if they cannot: no
