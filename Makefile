@@ -71,7 +71,7 @@ PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
         images push deploy secrets db up bench run pg-deps db-roles container-deps podman-conf \
-        image-contexts unlock tls-deps db-postgres db-cnpg db-schema database-choice edge
+        image-contexts unlock tls-deps db-postgres db-cnpg db-schema database-choice edge docker-deps
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -88,7 +88,7 @@ run: pg-deps ## Run everything on this machine: PostgreSQL, the functions and th
 	$(CARGO) build --release --locked --workspace --bins
 	dev/run
 
-test: test-deps container-deps static $(TEST_SECRETS)/db-credentials-password ## Run every test on a throwaway PostgreSQL (or on DATABASE_URL if set)
+test: test-deps container-deps docker-deps static $(TEST_SECRETS)/db-credentials-password ## Run every test on a throwaway PostgreSQL (or on DATABASE_URL if set)
 	$(CARGO) build --locked --workspace --bins
 	@if [ -n "$$DATABASE_URL" ]; then \
 	    $(MAKE) --no-print-directory test-on-database; \
@@ -183,6 +183,23 @@ container-deps:
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq podman buildah runc; \
 	fi
 
+# Docker's engine (dockerd, containerd, the docker client) and Docker's
+# registry, for the push test. Only what is missing (a machine with Docker's
+# own packages, docker-ce, which conflicts with docker.io, keeps them), and
+# without their recommendations (needrestart would change how apt upgrades
+# this machine). On a machine with systemd, Debian's packages also enable
+# and start their system services; the test starts daemons of its own and
+# never uses those.
+docker-deps:
+	@packages=; \
+	{ command -v dockerd && command -v containerd; } >/dev/null || packages=docker.io; \
+	command -v docker-registry >/dev/null || packages="$$packages docker-registry"; \
+	if [ -n "$$packages" ]; then \
+	    echo Installing $$packages "from Debian's packages"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$packages; \
+	fi
+
 # podman's configuration for this build: the runc runtime and cgroupfs (crun
 # and systemd cgroups fail in sandboxes), ulimits a sandbox allows, and the
 # image storage in target/podman/.
@@ -237,19 +254,43 @@ images: ## Build the function images for this machine's platform (Docker, else p
 	done
 	@if [ "$(ENGINE)" = podman ]; then podman image prune --force >/dev/null; fi
 
-push: ## Push the images: linux/amd64 and linux/arm64 with buildx, else the local ones (Docker or podman)
-	@if [ "$(ENGINE)" = podman ]; then \
+# make push: each image is pushed as $(REGISTRY)/<function>:$(TAG), then
+# listed by digest ($(REGISTRY)/<function>@sha256:...), the reference that
+# pins exactly what was pushed. Multi-arch with Docker buildx; otherwise (no
+# buildx, podman, or WATCHDOG set: offline) the images `make images` builds
+# for this machine's platform.
+push: ## Build and push the images (multi-arch with Docker buildx, else this platform); prints their digests
+	@set -o pipefail; digests=$$(mktemp -d) && trap 'rm -rf "$$digests"' EXIT && \
+	if [ "$(ENGINE)" = podman ]; then \
 	    $(MAKE) --no-print-directory images && \
-	    for function in $(FUNCTIONS); do podman push $(REGISTRY)/$$function:$(TAG) || exit 1; done; \
-	elif docker buildx version >/dev/null 2>&1; then \
+	    for function in $(FUNCTIONS); do \
+	        echo "Pushing $(REGISTRY)/$$function:$(TAG) with podman" && \
+	        podman push --quiet --digestfile "$$digests/$$function" $(REGISTRY)/$$function:$(TAG) || exit 1; \
+	    done; \
+	elif [ -z "$(WATCHDOG)" ] && docker buildx version >/dev/null 2>&1; then \
 	    for function in $(FUNCTIONS); do \
 	        docker buildx build --platform $(PLATFORMS) --build-arg FUNCTION=$$function \
-	            -f dockerfiles/Dockerfile -t $(REGISTRY)/$$function:$(TAG) --push . || exit 1; \
+	            -f dockerfiles/Dockerfile -t $(REGISTRY)/$$function:$(TAG) \
+	            --metadata-file "$$digests/$$function.json" --push . && \
+	        sed -n 's/.*"containerimage\.digest": *"\(sha256:[0-9a-f]*\)".*/\1/p' \
+	            "$$digests/$$function.json" > "$$digests/$$function" || exit 1; \
 	    done; \
 	else \
 	    $(MAKE) --no-print-directory images && \
-	    for function in $(FUNCTIONS); do docker push $(REGISTRY)/$$function:$(TAG) || exit 1; done; \
-	fi
+	    for function in $(FUNCTIONS); do \
+	        docker push $(REGISTRY)/$$function:$(TAG) | tee "$$digests/$$function.log" && \
+	        sed -n 's/.*digest: \(sha256:[0-9a-f]*\).*/\1/p' \
+	            "$$digests/$$function.log" > "$$digests/$$function" || exit 1; \
+	    done; \
+	fi && \
+	echo "Pushed, by digest:" && \
+	for function in $(FUNCTIONS); do \
+	    digest=$$(cat "$$digests/$$function") && \
+	    case "$$digest" in \
+	        sha256:*) echo "$(REGISTRY)/$$function@$$digest" ;; \
+	        *) echo "make push: no digest for $(REGISTRY)/$$function:$(TAG)" >&2; exit 1 ;; \
+	    esac; \
+	done
 
 # Refuses a DATABASE that is neither postgres nor cnpg.
 database-choice:

@@ -12,7 +12,6 @@ use cofrap_tests::*;
 use common::config::{
     DB_CA_SECRET, JWT_SIGNING_KEYS_SECRET, REQUEST_DEADLINE_MS, SECRETS, SETTINGS,
 };
-use serde_json::json;
 use serde_yaml_ng::Value as Yaml;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -743,38 +742,7 @@ fn static_binaries_answer_from_an_empty_root_as_an_unprivileged_user() {
         serde_json::from_str(&stdout).unwrap()
     };
 
-    let user = unique("chroot");
-    let created = run("generate-password", json!({"username": user}));
-    let password = decode_qr(created["qr_code_base64"].as_str().expect("no QR code"));
-    let enrolled = run(
-        "generate-2fa",
-        json!({"username": user, "password": password}),
-    );
-    let secret = enrolled["manual_entry_key"]
-        .as_str()
-        .expect("no key")
-        .to_owned();
-    let code = code_at(&secret, current_step() * 30);
-    let signed_in = run(
-        "authenticate",
-        json!({"username": user, "password": password, "totp_code": code}),
-    );
-    assert_eq!(
-        without_session(&signed_in),
-        json!({"authenticated": true, "username": user})
-    );
-    let refreshed = run(
-        "refresh",
-        json!({"refresh_token": signed_in["refresh_token"]}),
-    );
-    assert!(refreshed["access_token"].is_string(), "{refreshed}");
-    let signed_out = run(
-        "sign-out",
-        json!({"refresh_token": refreshed["refresh_token"]}),
-    );
-    assert_eq!(signed_out, json!({"signed_out": true}));
-    let keys = run("jwks", json!({}));
-    assert_eq!(keys["keys"][0]["crv"], "Ed25519");
+    run_a_whole_session("chroot", run);
     std::fs::remove_dir_all(&root).unwrap();
 }
 

@@ -520,6 +520,67 @@ pub fn without_session(answer: &Value) -> Value {
     rest
 }
 
+/// One person's whole session, through `call` (a function's name and its
+/// request, to its JSON answer, however the function is reached): an account
+/// created (its QR decoded), enrolled and signed in; the access token's key
+/// published by jwks; the refresh token exchanged; the session signed out,
+/// the exchanged token refused after that. The static binaries in an empty
+/// root (tests/deployment.rs) and the pushed images (tests/push.rs) run it.
+pub fn run_a_whole_session(prefix: &str, call: impl Fn(&str, Value) -> Value) {
+    use serde_json::json;
+    let user = unique(prefix);
+    let created = call("generate-password", json!({"username": user}));
+    let password = decode_qr(created["qr_code_base64"].as_str().expect("no QR code"));
+    let enrolled = call(
+        "generate-2fa",
+        json!({"username": user, "password": password}),
+    );
+    let secret = enrolled["manual_entry_key"].as_str().expect("no key");
+    let signed_in = call(
+        "authenticate",
+        json!({"username": user, "password": password,
+               "totp_code": code_at(secret, current_step() * 30)}),
+    );
+    assert_eq!(
+        without_session(&signed_in),
+        json!({"authenticated": true, "username": user})
+    );
+
+    // jwks publishes the key that signed the access token.
+    let keys = call("jwks", json!({}));
+    assert_eq!(keys["keys"][0]["crv"], "Ed25519", "{keys}");
+    let token = signed_in["access_token"].as_str().unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').next().unwrap())
+        .expect("the token's header is not base64url");
+    let kid = serde_json::from_slice::<Value>(&header).unwrap()["kid"].clone();
+    assert!(
+        keys["keys"]
+            .as_array()
+            .expect("no keys")
+            .iter()
+            .any(|key| key["kid"] == kid),
+        "jwks does not publish {kid}: {keys}"
+    );
+
+    let refreshed = call(
+        "refresh",
+        json!({"refresh_token": signed_in["refresh_token"]}),
+    );
+    assert!(refreshed["access_token"].is_string(), "{refreshed}");
+    assert_eq!(refreshed["username"], user.as_str(), "{refreshed}");
+    let signed_out = call(
+        "sign-out",
+        json!({"refresh_token": refreshed["refresh_token"]}),
+    );
+    assert_eq!(signed_out, json!({"signed_out": true}));
+    let ended = call(
+        "refresh",
+        json!({"refresh_token": refreshed["refresh_token"]}),
+    );
+    assert_eq!(ended["code"], "invalid_refresh_token", "{ended}");
+}
+
 /// Runs one statement with `username` as its only parameter, as the
 /// administrator: how tests age, lock or otherwise stage an account.
 pub fn sql(functions: &Functions, statement: &str, username: &str) {

@@ -10,14 +10,13 @@
 //! Skipped, with a message, only on a machine where containers cannot run
 //! at all.
 
-use cofrap_tests::containers::{self, Answer, Container, DatabaseRelay, RunOptions};
+use cofrap_tests::containers::{
+    self, assert_confined, function_options as options, Answer, Container, DatabaseRelay,
+};
 use cofrap_tests::*;
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Where the relay's socket is mounted in the containers.
-const SOCKET_DIR: &str = "/run/postgresql";
 
 /// The function containers, on the test database.
 struct Deployment {
@@ -33,49 +32,6 @@ impl Deployment {
             .unwrap_or_else(|| panic!("no container for {function}"))
             .1;
         container.url()
-    }
-}
-
-/// What a container of `function` gets: stack.yaml's environment, pointed at
-/// the relayed test database `dbname` if it reads one, and the test's secrets
-/// where OpenFaaS mounts them if stack.yaml gives it any.
-fn options(
-    function: &str,
-    functions: &Functions,
-    relay: &DatabaseRelay,
-    dbname: &str,
-) -> RunOptions {
-    let mut environment = containers::stack_environment(function);
-    let reads_database = environment.iter().any(|(k, _)| k == "POSTGRES_HOST");
-    let mut mounts = Vec::new();
-    if containers::stack_lists_secrets(function) {
-        mounts.push((
-            functions.secrets_dir().to_path_buf(),
-            "/var/openfaas/secrets".to_owned(),
-        ));
-    }
-    if reads_database {
-        // The test's settings for the functions (BCRYPT_COST, and any other
-        // the harness sets), then where the database is from inside.
-        let overrides = functions
-            .settings()
-            .iter()
-            .filter(|(k, _)| k != "SECRETS_DIR")
-            .cloned()
-            .chain([
-                ("POSTGRES_HOST".to_owned(), SOCKET_DIR.to_owned()),
-                ("POSTGRES_DB".to_owned(), dbname.to_owned()),
-            ])
-            .collect::<Vec<_>>();
-        for (key, value) in overrides {
-            environment.retain(|(k, _)| *k != key);
-            environment.push((key, value));
-        }
-        mounts.push((relay.dir.clone(), SOCKET_DIR.to_owned()));
-    }
-    RunOptions {
-        environment,
-        mounts,
     }
 }
 
@@ -133,45 +89,6 @@ fn json_of(answer: &Answer) -> Value {
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.content_type, "application/json", "{answer:?}");
     serde_json::from_str(&answer.body).unwrap_or_else(|e| panic!("{e}: {answer:?}"))
-}
-
-/// The kernel's view of a container's first process: its user, its
-/// capabilities, and how its root filesystem is mounted.
-fn assert_confined(function: &str, container: &Container) {
-    let pid = container.pid();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")))
-            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-            .split_whitespace()
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(field("Uid"), ["10001"; 4], "{function}: user");
-    assert_eq!(
-        field("CapEff"),
-        ["0000000000000000"],
-        "{function}: capabilities"
-    );
-    assert_eq!(field("NoNewPrivs"), ["1"], "{function}: no_new_privs");
-    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
-    let options_of = |path: &str| {
-        mounts
-            .lines()
-            .map(|l| l.split(' ').collect::<Vec<_>>())
-            .rfind(|fields| fields[4] == path)
-            .map(|fields| fields[5].to_owned())
-            .unwrap_or_else(|| panic!("{function}: {path} is not mounted"))
-    };
-    assert!(
-        options_of("/").split(',').any(|o| o == "ro"),
-        "{function}: the root filesystem is writable"
-    );
-    assert!(
-        options_of("/tmp").split(',').any(|o| o == "rw"),
-        "{function}: /tmp must stay writable (the watchdog's lock file)"
-    );
 }
 
 #[test]
