@@ -19,6 +19,9 @@ NAMESPACE := openfaas-fn
 # this machine for the image and empty-root tests (the Dockerfile builds the
 # same in its `build` stage).
 MUSL     := x86_64-unknown-linux-musl
+# ring (rustls's crypto) has C and assembly, which the `cc` crate compiles for
+# the musl target with Debian's musl-gcc (musl-tools: gcc with musl's headers).
+MUSL_CC  := CC_$(subst -,_,$(MUSL))=musl-gcc
 # The owner of the tables: migrations run as this role (see migrations/roles.psql).
 OWNER_ROLE ?= cofrap_owner
 # The functions' role of the test database (make test, make bench): its name
@@ -50,7 +53,7 @@ PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
         images push deploy secrets db up bench run pg-deps db-roles container-deps podman-conf \
-        image-contexts unlock tls-deps
+        image-contexts unlock tls-deps musl-deps
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,9 +61,9 @@ help: ## List the targets
 build: ## Build the function binaries (release, in target/release/)
 	$(CARGO) build --release --locked --workspace --bins
 
-static: ## Fully static musl binaries of the functions in target/x86_64-unknown-linux-musl/release/ (images, empty-root test)
+static: musl-deps ## Fully static musl binaries of the functions in target/x86_64-unknown-linux-musl/release/ (images, empty-root test)
 	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL)
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(MUSL) \
+	$(MUSL_CC) RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(MUSL) \
 	    $(addprefix --package ,$(FUNCTIONS))
 
 run: pg-deps ## Run everything on this machine: PostgreSQL, the functions and the page (http://127.0.0.1:8080)
@@ -127,6 +130,14 @@ pg-deps:
 	    echo "Installing PostgreSQL from Debian's packages"; \
 	    $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql postgresql-common postgresql-client; \
+	fi
+
+# musl-gcc, the C compiler of the static musl build (see MUSL_CC).
+musl-deps:
+	@if ! command -v musl-gcc >/dev/null; then \
+	    echo "Installing musl-tools from Debian's packages"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq musl-tools; \
 	fi
 
 # Chromium and its WebDriver, for the end-to-end test of the page.
