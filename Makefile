@@ -48,12 +48,17 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # port: pg_virtualenv would take 5432, and the socket of a second cluster
 # on the machine (another checkout's make test) would clash on it.
 THROWAWAY_PG := PGPORT=$$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') pg_virtualenv -t
+# The RustSec advisory database that `make lint` checks Cargo.lock against,
+# offline: a snapshot of github.com/rustsec/advisory-db beside the checkout.
+ADVISORY_DB ?= ../shared/advisory-db
+# The checker, installed from crates.io when missing (see audit-deps).
+CARGO_AUDIT_VERSION := 0.22.2
 # Quiet psql: no NOTICEs ("already exists, skipping") from idempotent migrations.
 PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=1
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
         images push deploy secrets db up bench run pg-deps db-roles container-deps podman-conf \
-        image-contexts unlock tls-deps musl-deps
+        image-contexts unlock tls-deps musl-deps audit audit-deps
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -102,9 +107,22 @@ bench: test-deps container-deps static $(TEST_SECRETS)/db-credentials-password #
 	    $(THROWAWAY_PG) target/release/cofrap-bench; \
 	fi
 
-lint: ## rustfmt check and clippy, warnings as errors
+lint: audit-deps ## rustfmt check, clippy with warnings as errors, and the RustSec advisories (make audit)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	@$(MAKE) --no-print-directory audit
+
+# Every crate version of Cargo.lock (LOCKFILE) against the advisory database
+# ADVISORY_DB, as it is (--no-fetch: no network in CI): vulnerabilities, and
+# unsound or unmaintained crates (--deny warnings), all fail. Exceptions, each
+# with its reason: .cargo/audit.toml. Not checked: yanked versions (no
+# advisory, and telling one needs the crates.io index, so the answer would
+# depend on the network or on the machine's cache).
+LOCKFILE ?= Cargo.lock
+audit: audit-deps ## Check Cargo.lock against the RustSec advisories (ADVISORY_DB, offline; exceptions in .cargo/audit.toml)
+	@test -d "$(ADVISORY_DB)/crates" || { \
+	    echo "audit: no RustSec advisory database at ADVISORY_DB=$(ADVISORY_DB)" >&2; exit 2; }
+	$(CARGO) audit --db "$(ADVISORY_DB)" --no-fetch --deny warnings --no-yanked --file "$(LOCKFILE)"
 
 db-roles: ## Create or update the owner role and the functions' role (SECRETS_DIR holds its name and password), as an administrator
 	@test -n "$$SECRETS_DIR" || { echo "db-roles: set SECRETS_DIR to the folder holding db-credentials-username and db-credentials-password" >&2; exit 2; }
@@ -131,6 +149,13 @@ pg-deps:
 	    $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql postgresql-common postgresql-client; \
 	fi
+
+# cargo-audit, pinned, built from crates.io once (some minutes); the binary
+# scanner (a default feature) is left out: only Cargo.lock is read.
+audit-deps:
+	@$(CARGO) install --list | grep -qx 'cargo-audit v$(CARGO_AUDIT_VERSION):' || { \
+	    echo "Installing cargo-audit $(CARGO_AUDIT_VERSION) from crates.io"; \
+	    $(CARGO) install --locked --no-default-features --version $(CARGO_AUDIT_VERSION) cargo-audit; }
 
 # musl-gcc, the C compiler of the static musl build (see MUSL_CC).
 musl-deps:
