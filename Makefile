@@ -1,7 +1,8 @@
 # COFRAP credential functions. `make help` lists the targets.
 #
 # Everything a target needs that a fresh Debian machine lacks (PostgreSQL,
-# Python's venv module, podman) is installed by the target itself.
+# Python's venv module, podman, musl-gcc, cargo-audit) is installed by the
+# target itself.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -213,8 +214,8 @@ tls-deps:
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssl; \
 	fi
 
-# Everything the tests use: PostgreSQL, Chromium, openssl, the Python peers of the parity tests.
-test-deps: pg-deps browser-deps tls-deps $(PYTHON)
+# Everything the tests use: PostgreSQL, Chromium, openssl, cargo-audit, the Python peers of the parity tests.
+test-deps: pg-deps browser-deps tls-deps audit-deps $(PYTHON)
 
 $(PYTHON): tests/requirements.txt
 	@python3 -m venv --help >/dev/null 2>&1 || { \
