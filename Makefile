@@ -1,7 +1,8 @@
 # COFRAP credential functions. `make help` lists the targets.
 #
 # Everything a target needs that a fresh Debian machine lacks (PostgreSQL,
-# Python's venv module, podman) is installed by the target itself.
+# Python's venv module, podman, musl-gcc, cargo-audit) is installed by the
+# target itself.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -36,6 +37,9 @@ MIGRATE_HOST = $(MIGRATE_HOST_$(DATABASE))
 # this machine for the image and empty-root tests (the Dockerfile builds the
 # same in its `build` stage).
 MUSL     := x86_64-unknown-linux-musl
+# ring (rustls's crypto) has C and assembly, which the `cc` crate compiles for
+# the musl target with Debian's musl-gcc (musl-tools: gcc with musl's headers).
+MUSL_CC  := CC_$(subst -,_,$(MUSL))=musl-gcc
 # The owner of the tables: migrations run as this role (see migrations/roles.psql).
 OWNER_ROLE ?= cofrap_owner
 # The functions' role of the test database (make test, make bench): its name
@@ -66,12 +70,17 @@ THROWAWAY_PG := PGPORT=$$(python3 -c 'import socket; s = socket.socket(); s.bind
 # built from this checkout, unless ADMIN names a binary (make test and make
 # run pass the one they built).
 ADMIN    ?= $(CARGO) run --quiet --locked --release --package cofrap-admin --
+# The RustSec advisory database that `make lint` checks Cargo.lock against,
+# offline: a snapshot of github.com/rustsec/advisory-db beside the checkout.
+ADVISORY_DB ?= ../shared/advisory-db
+# The checker, installed from crates.io when missing (see audit-deps).
+CARGO_AUDIT_VERSION := 0.22.2
 # Quiet psql: no NOTICEs ("already exists, skipping") from idempotent migrations.
 PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=1
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
         images push deploy secrets db up bench run pg-deps db-roles container-deps podman-conf \
-        image-contexts unlock tls-deps db-postgres db-cnpg db-schema database-choice edge docker-deps
+        image-contexts unlock tls-deps db-postgres db-cnpg db-schema database-choice edge docker-deps musl-deps audit audit-deps
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -79,9 +88,9 @@ help: ## List the targets
 build: ## Build the function binaries (release, in target/release/)
 	$(CARGO) build --release --locked --workspace --bins
 
-static: ## Fully static musl binaries of the functions in target/x86_64-unknown-linux-musl/release/ (images, empty-root test)
+static: musl-deps ## Fully static musl binaries of the functions in target/x86_64-unknown-linux-musl/release/ (images, empty-root test)
 	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL)
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(MUSL) \
+	$(MUSL_CC) RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(MUSL) \
 	    $(addprefix --package ,$(FUNCTIONS))
 
 run: pg-deps ## Run everything on this machine: PostgreSQL, the functions and the page (http://127.0.0.1:8080)
@@ -120,9 +129,22 @@ bench: test-deps container-deps static $(TEST_SECRETS)/db-credentials-password #
 	    $(THROWAWAY_PG) target/release/cofrap-bench; \
 	fi
 
-lint: ## rustfmt check and clippy, warnings as errors
+lint: audit-deps ## rustfmt check, clippy with warnings as errors, and the RustSec advisories (make audit)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	@$(MAKE) --no-print-directory audit
+
+# Every crate version of Cargo.lock (LOCKFILE) against the advisory database
+# ADVISORY_DB, as it is (--no-fetch: no network in CI): vulnerabilities, and
+# unsound or unmaintained crates (--deny warnings), all fail. Exceptions, each
+# with its reason: .cargo/audit.toml. Not checked: yanked versions (no
+# advisory, and telling one needs the crates.io index, so the answer would
+# depend on the network or on the machine's cache).
+LOCKFILE ?= Cargo.lock
+audit: audit-deps ## Check Cargo.lock against the RustSec advisories (ADVISORY_DB, offline; exceptions in .cargo/audit.toml)
+	@test -d "$(ADVISORY_DB)/crates" || { \
+	    echo "audit: no RustSec advisory database at ADVISORY_DB=$(ADVISORY_DB)" >&2; exit 2; }
+	$(CARGO) audit --db "$(ADVISORY_DB)" --no-fetch --deny warnings --no-yanked --file "$(LOCKFILE)"
 
 db-roles: ## Create or update the owner role and the functions' role (SECRETS_DIR holds its name and password), as an administrator
 	@test -n "$$SECRETS_DIR" || { echo "db-roles: set SECRETS_DIR to the folder holding db-credentials-username and db-credentials-password" >&2; exit 2; }
@@ -154,6 +176,21 @@ pg-deps:
 	    echo "Installing PostgreSQL from Debian's packages"; \
 	    $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql postgresql-common postgresql-client; \
+	fi
+
+# cargo-audit, pinned, built from crates.io once (some minutes); the binary
+# scanner (a default feature) is left out: only Cargo.lock is read.
+audit-deps:
+	@$(CARGO) install --list | grep -qx 'cargo-audit v$(CARGO_AUDIT_VERSION):' || { \
+	    echo "Installing cargo-audit $(CARGO_AUDIT_VERSION) from crates.io"; \
+	    $(CARGO) install --locked --no-default-features --version $(CARGO_AUDIT_VERSION) cargo-audit; }
+
+# musl-gcc, the C compiler of the static musl build (see MUSL_CC).
+musl-deps:
+	@if ! command -v musl-gcc >/dev/null; then \
+	    echo "Installing musl-tools from Debian's packages"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq musl-tools; \
 	fi
 
 # Chromium and its WebDriver, for the end-to-end test of the page.
@@ -232,8 +269,8 @@ tls-deps:
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssl; \
 	fi
 
-# Everything the tests use: PostgreSQL, Chromium and axe-core, openssl, the Python peers of the parity tests.
-test-deps: pg-deps browser-deps $(AXE) tls-deps $(PYTHON)
+# Everything the tests use: PostgreSQL, Chromium and axe-core, openssl, cargo-audit, the Python peers of the parity tests.
+test-deps: pg-deps browser-deps $(AXE) tls-deps audit-deps $(PYTHON)
 
 $(PYTHON): tests/requirements.txt
 	@python3 -m venv --help >/dev/null 2>&1 || { \

@@ -269,7 +269,7 @@ pub fn section(base: &Environment, secrets: &std::path::Path) -> String {
     let _ = writeln!(
         w,
         "The floor (connect, one query) by `POSTGRES_SSLMODE`, {TLS_RUNS} runs each, interleaved, \
-         against the same local cluster (an ECDSA P-256 certificate; rustls with the RustCrypto provider):\n"
+         against the same local cluster (an ECDSA P-256 certificate; rustls with the ring provider):\n"
     );
     let _ = writeln!(
         w,

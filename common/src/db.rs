@@ -16,8 +16,8 @@
 //! deferred trigger on `users` enforces it at commit time. A commit that
 //! arrives late is rolled back by the database itself.
 //!
-//! TLS is rustls with the RustCrypto provider: pure Rust, so the binaries
-//! stay fully static (see the README's Decisions).
+//! TLS is rustls with the ring provider, linked into the fully static
+//! binaries (see the README's Decisions).
 //!
 //! The schema itself is SQL under `migrations/`, applied by `make db-migrate`
 //! (psql). Functions never create or alter it: they check, once per request,
@@ -122,7 +122,7 @@ fn tls_config(tls: &Tls) -> Result<rustls::ClientConfig, Error> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
 
-    let provider = Arc::new(rustls_rustcrypto::provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Internal(format!("TLS configuration: {e}")))?;
