@@ -634,7 +634,19 @@ pub fn sessions_of(functions: &Functions, user: &str) -> Vec<Option<String>> {
 }
 
 /// The current 30-second TOTP step.
+///
+/// Tests sign in with the code of this step or the one before, which the
+/// functions accept for one step either side: a step that ends while a slow
+/// process runs would make the one before too old. So within the last 5 s of
+/// a step this waits for the next one, which then has 25 s to run.
 pub fn current_step() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into_step = now.as_secs_f64() % 30.0;
+    if into_step > 25.0 {
+        std::thread::sleep(std::time::Duration::from_secs_f64(30.05 - into_step));
+    }
     common::totp::unix_now() / 30
 }
 

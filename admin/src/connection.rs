@@ -19,10 +19,10 @@
 //! Every wait is bounded by the command's deadline (`--timeout`), as the
 //! functions' are by theirs ([`common::deadline`]).
 
-use common::config::{self, DatabaseSettings, Tls};
+use common::config::{self, DatabaseSettings, Endpoint, Tls};
+use common::db::Database;
 use common::deadline::Deadline;
 use common::Error;
-use postgres::Client;
 use std::path::Path;
 
 /// Where to connect, and as whom, from the environment.
@@ -41,12 +41,10 @@ pub fn settings() -> Result<DatabaseSettings, Error> {
     from_libpq_variables()
 }
 
-/// Connects within `deadline`, checks the schema and bounds the session's
-/// statements and lock waits by what remains of it.
-pub fn connect(settings: &DatabaseSettings, deadline: &Deadline) -> Result<Client, Error> {
-    let mut client = common::db::connect(settings, "cofrap-admin", deadline)?;
-    common::db::check_schema(&mut client, deadline)?;
-    Ok(client)
+/// Connects within `deadline` to a server that accepts writes and checks
+/// the schema; each transaction is bounded by what remains of the deadline.
+pub fn connect(settings: &DatabaseSettings, deadline: &Deadline) -> Result<Database, Error> {
+    Database::connect(settings, "cofrap-admin", deadline)
 }
 
 /// A `postgresql://` URL. Its `sslmode` and `sslrootcert` are read here;
@@ -70,17 +68,31 @@ fn from_url(url: &str) -> Result<DatabaseSettings, Error> {
     let parsed: postgres::Config = rest
         .parse()
         .map_err(|_| Error::Config("setting DATABASE_URL is not a PostgreSQL URL".to_owned()))?;
-    let host = match parsed.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(host)) => host.clone(),
-        Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
-        None => "/var/run/postgresql".to_owned(),
-    };
+    let ports = parsed.get_ports();
+    let mut endpoints: Vec<Endpoint> = parsed
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(index, host)| Endpoint {
+            host: match host {
+                postgres::config::Host::Tcp(host) => host.clone(),
+                postgres::config::Host::Unix(path) => path.display().to_string(),
+            },
+            // One port for all hosts, or one each, as libpq takes them.
+            port: ports.get(index).or(ports.first()).copied().unwrap_or(5432),
+        })
+        .collect();
+    if endpoints.is_empty() {
+        endpoints.push(Endpoint {
+            host: "/var/run/postgresql".to_owned(),
+            port: ports.first().copied().unwrap_or(5432),
+        });
+    }
     let user = parsed
         .get_user()
         .ok_or_else(|| Error::Config("setting DATABASE_URL names no user".to_owned()))?;
     Ok(DatabaseSettings {
-        host,
-        port: parsed.get_ports().first().copied().unwrap_or(5432),
+        endpoints,
         dbname: parsed.get_dbname().unwrap_or(user).to_owned(),
         user: user.to_owned(),
         // As libpq: a URL without a password takes PGPASSWORD's.
@@ -96,14 +108,16 @@ fn from_url(url: &str) -> Result<DatabaseSettings, Error> {
 fn from_libpq_variables() -> Result<DatabaseSettings, Error> {
     let var = |name: &str| config::setting(name);
     let user = var("PGUSER")?.unwrap_or_else(|| "postgres".to_owned());
+    let port = match var("PGPORT")? {
+        Some(port) => port
+            .parse()
+            .map_err(|_| Error::Config("setting PGPORT is not a port".to_owned()))?,
+        None => 5432,
+    };
+    let hosts = var("PGHOST")?.unwrap_or_else(|| "/var/run/postgresql".to_owned());
     Ok(DatabaseSettings {
-        host: var("PGHOST")?.unwrap_or_else(|| "/var/run/postgresql".to_owned()),
-        port: match var("PGPORT")? {
-            Some(port) => port
-                .parse()
-                .map_err(|_| Error::Config("setting PGPORT is not a port".to_owned()))?,
-            None => 5432,
-        },
+        endpoints: Endpoint::parse_list(&hosts, port)
+            .map_err(|what| Error::Config(format!("setting PGHOST {what}")))?,
         dbname: var("PGDATABASE")?.unwrap_or_else(|| user.clone()),
         password: var("PGPASSWORD")?.unwrap_or_default(),
         user,
@@ -151,8 +165,13 @@ mod tests {
         let settings =
             from_url("postgresql://admin:s%20cret@db.example:6543/cofrap_db?sslmode=require")
                 .unwrap();
-        assert_eq!(settings.host, "db.example");
-        assert_eq!(settings.port, 6543);
+        assert_eq!(
+            settings.endpoints,
+            [Endpoint {
+                host: "db.example".into(),
+                port: 6543
+            }]
+        );
         assert_eq!(settings.user, "admin");
         assert_eq!(settings.dbname, "cofrap_db");
         assert!(matches!(settings.tls, Tls::Require));

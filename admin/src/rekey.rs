@@ -19,14 +19,17 @@
 //! the update.
 
 use common::account::Username;
+use common::db::{Database, Transaction};
 use common::Error;
 use postgres::types::Type;
-use postgres::Client;
 use std::fmt::Write as _;
 
 /// Computes the missing keys; returns the report to print.
-pub fn run(db: &mut Client) -> Result<String, Error> {
-    let mut tx = db.transaction()?;
+pub fn run(db: &mut Database) -> Result<String, Error> {
+    db.transaction(rekey)
+}
+
+fn rekey(tx: &mut Transaction) -> Result<String, Error> {
     tx.batch_execute("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")?;
     let rows = tx.query_typed(
         "SELECT id::bigint, username::text FROM users
@@ -107,7 +110,6 @@ pub fn run(db: &mut Client) -> Result<String, Error> {
              account {id} {name:?} ~ account {other} {other_name:?}"
         );
     }
-    tx.commit()?;
     let collided = collisions
         .iter()
         .map(|row| row.get::<_, i64>(0))

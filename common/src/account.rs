@@ -40,6 +40,7 @@
 //! with a fresh connection, so nothing prepared would ever be reused.
 
 use crate::config::{Config, Policy};
+use crate::db::{Database, Transaction};
 use crate::error::Error;
 use crate::log::note_account_id;
 use crate::password;
@@ -47,7 +48,6 @@ use crate::renewal;
 use crate::totp::TotpSecret;
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
-use postgres::{Client, GenericClient, Transaction};
 
 pub use crate::username::Username;
 
@@ -100,18 +100,20 @@ pub struct Enrollment {
 /// account or of an abandoned pending one, or stages it as the renewal of an
 /// expired one whose renewal token is valid. Returns the username as stored.
 pub fn issue_password(
-    db: &mut Client,
+    db: &mut Database,
     config: &Config,
     username: &Username,
     renewal_token: Option<&str>,
     password_hash: &str,
 ) -> Result<(String, Issue), Error> {
-    // The common case, a new username, is one statement (its own
-    // transaction): the unique index decides between concurrent requests.
-    if renewal_token.is_none() && insert_account(db, username, password_hash)? {
+    // The common case, a new username, is one statement in a transaction of
+    // its own: the unique indexes decide between concurrent requests.
+    if renewal_token.is_none()
+        && db.transaction(|tx| insert_account(tx, username, password_hash))?
+    {
         return Ok((username.as_str().to_owned(), Issue::Created));
     }
-    in_transaction(db, |tx| {
+    db.transaction(|tx| {
         let account = read(tx, username, &config.policy, FOR_UPDATE)?;
         if let Some(account) = &account {
             note_account_id(account.id);
@@ -169,7 +171,7 @@ pub fn issue_password(
 /// for the new password, it makes that password current and stages the new
 /// secret (again replacing an earlier staged one).
 pub fn enroll_two_factor(
-    db: &mut Client,
+    db: &mut Database,
     config: &Config,
     username: &Username,
     password: &str,
@@ -186,7 +188,7 @@ pub fn enroll_two_factor(
         .unwrap_or_else(|| account.password_hash.clone())
     };
     let verified = verify_unlocked(db, username, password, which, &config.policy)?;
-    in_transaction(db, |tx| {
+    db.transaction(|tx| {
         let account = lock_verified(tx, username, password, verified, which, &config.policy)?;
         let id: (&(dyn ToSql + Sync), Type) = (&account.id, Type::INT8);
         // What generate-2fa cannot do (an active account's 2FA changes only
@@ -225,7 +227,7 @@ pub fn enroll_two_factor(
 /// refuse. Valid but expired credentials mark the account expired and yield
 /// a renewal token.
 pub fn authenticate<T>(
-    db: &mut Client,
+    db: &mut Database,
     config: &Config,
     username: &Username,
     password: &str,
@@ -235,7 +237,7 @@ pub fn authenticate<T>(
 ) -> Result<SignIn<T>, Error> {
     let which = |account: &Account| account.password_hash.clone();
     let verified = verify_unlocked(db, username, password, which, &config.policy)?;
-    in_transaction(db, |tx| {
+    db.transaction(|tx| {
         let account = lock_verified(tx, username, password, verified, which, &config.policy)?;
         // Renewing, with the new password made current by generate-2fa: only
         // the staged secret's codes count.
@@ -447,24 +449,14 @@ const RECORD_FAILURE: &str = "
                                ELSE locked_until END
      WHERE id = $1";
 
-/// Runs `work` in a transaction: committed when it succeeds or refuses,
-/// rolled back on a server fault ([`crate::db::transaction`]).
-pub(crate) fn in_transaction<T>(
-    db: &mut Client,
-    work: impl FnOnce(&mut Transaction) -> Result<T, Error>,
-) -> Result<T, Error> {
-    crate::db::transaction(db, work)
-}
-
 /// A text parameter, for the typed statements.
 fn text(value: &String) -> (&(dyn ToSql + Sync), Type) {
     (value, Type::TEXT)
 }
 
-/// Inserts a new pending account; false when the username is taken. Runs on
-/// a client (its own transaction) or inside one.
+/// Inserts a new pending account; false when the username is taken.
 fn insert_account(
-    db: &mut impl GenericClient,
+    db: &mut Transaction,
     username: &Username,
     password_hash: &str,
 ) -> Result<bool, Error> {
@@ -483,7 +475,7 @@ fn insert_account(
 
 /// Reads the account, if there is one; locks its row when `for_update`.
 fn read(
-    db: &mut impl GenericClient,
+    db: &mut Transaction,
     username: &Username,
     policy: &Policy,
     for_update: bool,
@@ -534,13 +526,16 @@ struct Verified {
 /// [`lock_verified`], after the same transaction as the others, so that no
 /// refusal is quicker than another.
 fn verify_unlocked(
-    db: &mut Client,
+    db: &mut Database,
     username: &Username,
     password: &str,
     which: impl Fn(&Account) -> String,
     policy: &Policy,
 ) -> Result<Verified, Error> {
-    let Some(account) = read(db, username, policy, NO_LOCK)? else {
+    // A transaction of its own: the check below (bcrypt, the slow part)
+    // runs outside any, so that a pooler's server connection is not held
+    // through it.
+    let Some(account) = db.transaction(|tx| read(tx, username, policy, NO_LOCK))? else {
         password::verify_nothing(password, policy.bcrypt_cost);
         return Ok(Verified {
             hash: None,

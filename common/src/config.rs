@@ -130,8 +130,9 @@ pub struct SessionPolicy {
 
 /// Where and as whom to connect. Deliberately not `Debug`: it holds a password.
 pub struct DatabaseSettings {
-    pub host: String,
-    pub port: u16,
+    /// The servers to try, in order (`POSTGRES_HOST`, a comma-separated
+    /// list as libpq takes it); the first that accepts writes is used.
+    pub endpoints: Vec<Endpoint>,
     pub dbname: String,
     pub user: String,
     pub password: String,
@@ -158,6 +159,75 @@ pub enum Tls {
     /// certificate for `POSTGRES_HOST` signed by the CA of the
     /// `db-ca-certificate` secret (PEM), which is then required.
     VerifyFull { ca_pem: String },
+}
+
+/// One server of `POSTGRES_HOST`: a host name, an IP address or a Unix
+/// socket directory (starting with `/`), and its port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// Parses a comma-separated list of `host[:port]` as libpq takes it in
+    /// a URL: `db1,db2:5433,10.0.0.3`, `[fd00::1]:5432` for an IPv6 address
+    /// with a port (a bare IPv6 address takes `default_port`), `/path` for a
+    /// Unix socket directory. Returns what is wrong, without the value.
+    pub fn parse_list(text: &str, default_port: u16) -> Result<Vec<Endpoint>, &'static str> {
+        let mut endpoints = Vec::new();
+        for item in text.split(',').map(str::trim) {
+            if item.is_empty() {
+                return Err("has an empty host");
+            }
+            let (host, port) = if let Some(rest) = item.strip_prefix('[') {
+                let (address, after) = rest.split_once(']').ok_or("has an unclosed [")?;
+                match after.strip_prefix(':') {
+                    Some(port) => (address, Some(port)),
+                    None if after.is_empty() => (address, None),
+                    None => return Err("has text after an IPv6 address"),
+                }
+            } else if item.starts_with('/') || item.matches(':').count() > 1 {
+                (item, None) // a socket directory, or a bare IPv6 address
+            } else {
+                match item.split_once(':') {
+                    Some((host, port)) => (host, Some(port)),
+                    None => (item, None),
+                }
+            };
+            let port = match port {
+                Some(port) => port
+                    .parse()
+                    .ok()
+                    .filter(|port| *port > 0)
+                    .ok_or("has a port that is not a number from 1 to 65535")?,
+                None => default_port,
+            };
+            if host.is_empty() {
+                return Err("has an empty host");
+            }
+            endpoints.push(Endpoint {
+                host: host.to_owned(),
+                port,
+            });
+        }
+        Ok(endpoints)
+    }
+
+    /// Whether the host is a Unix socket directory.
+    pub fn is_socket(&self) -> bool {
+        self.host.starts_with('/')
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
 }
 
 impl DatabaseSettings {
@@ -198,9 +268,10 @@ impl DatabaseSettings {
                 )))
             }
         };
+        let default_port = number(env, POSTGRES_PORT, 5432, 1..=65535)?;
         Ok(DatabaseSettings {
-            host,
-            port: number(env, POSTGRES_PORT, 5432, 1..=65535)?,
+            endpoints: Endpoint::parse_list(&host, default_port)
+                .map_err(|what| Error::Config(format!("setting {POSTGRES_HOST} {what}")))?,
             dbname: env(POSTGRES_DB)?.unwrap_or_else(|| "cofrap_db".to_owned()),
             user: read_secret(secrets_dir, user_secret)?,
             password: read_secret(secrets_dir, password_secret)?,
@@ -413,7 +484,13 @@ mod tests {
     #[test]
     fn defaults_apply_and_secrets_are_trimmed() {
         let config = load(&[("POSTGRES_HOST", "db")], &all_secrets()).unwrap();
-        assert_eq!(config.database.port, 5432);
+        assert_eq!(
+            config.database.endpoints,
+            [Endpoint {
+                host: "db".into(),
+                port: 5432
+            }]
+        );
         assert_eq!(config.database.dbname, "cofrap_db");
         assert_eq!(config.database.user, "cofrap");
         assert_eq!(config.database.password, "s3cret");
@@ -451,6 +528,42 @@ mod tests {
             &all_secrets(),
         ));
         assert!(message.contains("POSTGRES_SSLMODE"), "{message}");
+    }
+
+    #[test]
+    fn postgres_host_is_a_list_of_hosts_and_ports() {
+        let endpoint = |host: &str, port| Endpoint {
+            host: host.to_owned(),
+            port,
+        };
+        assert_eq!(
+            Endpoint::parse_list(
+                "db1, db2:5433,10.0.0.3,[fd00::1]:6000,fd00::2,/run/pg",
+                5432
+            ),
+            Ok(vec![
+                endpoint("db1", 5432),
+                endpoint("db2", 5433),
+                endpoint("10.0.0.3", 5432),
+                endpoint("fd00::1", 6000),
+                endpoint("fd00::2", 5432),
+                endpoint("/run/pg", 5432),
+            ])
+        );
+        for bad in [
+            "",
+            "db1,",
+            "db:0",
+            "db:http",
+            "[fd00::1",
+            "[fd00::1]x",
+            ":5432",
+        ] {
+            assert!(Endpoint::parse_list(bad, 5432).is_err(), "{bad:?}");
+        }
+        let message = config_error(load(&[("POSTGRES_HOST", "db1,,db2")], &all_secrets()));
+        assert!(message.contains("POSTGRES_HOST"), "{message}");
+        assert_eq!(endpoint("fd00::1", 5432).to_string(), "[fd00::1]:5432");
     }
 
     #[test]

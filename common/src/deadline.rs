@@ -108,6 +108,13 @@ pub fn claim_answer(status: u8) -> Option<MutexGuard<'static, Option<u8>>> {
     Some(answered)
 }
 
+/// The error for a request whose deadline passed during the current phase;
+/// `cause` says how we know. Made here, where the phase is known, so that
+/// the log names it.
+pub fn timeout(cause: String) -> Error {
+    Error::DatabaseTimeout(format!("{cause}, while {}", current().name()))
+}
+
 /// The instant by which the request must have been answered.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {
@@ -150,7 +157,7 @@ impl Deadline {
     /// An error when the deadline has passed, naming the current phase.
     pub fn check(&self) -> Result<(), Error> {
         if self.remaining().is_zero() {
-            return Err(Error::timeout("the deadline passed".into()));
+            return Err(timeout("the deadline passed".into()));
         }
         Ok(())
     }

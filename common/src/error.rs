@@ -20,8 +20,9 @@ use std::fmt;
 #[derive(Debug)]
 pub enum Error {
     // --- The request is malformed ---
-    /// The body is larger than [`crate::protocol::MAX_REQUEST_BYTES`].
-    RequestTooLarge,
+    /// The body is larger than `limit` bytes
+    /// ([`crate::protocol::MAX_REQUEST_BYTES`]).
+    RequestTooLarge { limit: usize },
     /// The body is empty or only white space.
     EmptyRequest,
     /// The body is not valid UTF-8.
@@ -97,7 +98,7 @@ impl Error {
     /// of codes lists exactly these.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::RequestTooLarge => "request_too_large",
+            Error::RequestTooLarge { .. } => "request_too_large",
             Error::EmptyRequest => "empty_request",
             Error::InvalidUtf8 => "invalid_utf8",
             Error::InvalidJson(_) => "invalid_json",
@@ -186,11 +187,9 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::RequestTooLarge => write!(
-                f,
-                "The request body is larger than {} bytes.",
-                crate::protocol::MAX_REQUEST_BYTES
-            ),
+            Error::RequestTooLarge { limit } => {
+                write!(f, "The request body is larger than {limit} bytes.")
+            }
             Error::EmptyRequest => f.write_str("The request body is empty; send a JSON object."),
             Error::InvalidUtf8 => f.write_str("The request body is not valid UTF-8."),
             Error::InvalidJson(position) => {
@@ -249,13 +248,6 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl Error {
-    /// The request's deadline passed during the current phase
-    /// ([`crate::deadline`]); `cause` says how we know.
-    pub fn timeout(cause: String) -> Error {
-        let phase = crate::deadline::current().name();
-        Error::DatabaseTimeout(format!("{cause}, while {phase}"))
-    }
-
     /// Whether a client may send the same request again: true for the codes
     /// that say the server could not complete it right now.
     pub fn is_retryable(&self) -> bool {
@@ -263,40 +255,6 @@ impl Error {
             self,
             Error::DatabaseUnavailable(_) | Error::DatabaseTimeout(_)
         )
-    }
-}
-
-/// The SQLSTATE raised by the database when a commit arrives after the
-/// request's deadline (migration 0003's `cofrap_refuse_late_commit`).
-pub const LATE_COMMIT_SQLSTATE: &str = "CF001";
-
-/// How a database error is answered, by its SQLSTATE alone:
-/// - `08` (connection exception), `57P01` to `57P03` (the server is shutting
-///   down or starting), `53300` (too many connections), `40001` and `40P01`
-///   (serialization failure, deadlock: the transaction was rolled back):
-///   `database_unavailable`, retryable;
-/// - `57014` (statement_timeout), `55P03` (lock_timeout) and [`LATE_COMMIT_SQLSTATE`]:
-///   `database_timeout`, retryable;
-/// - anything else: `database_error`.
-pub fn classify_sqlstate(state: &str) -> fn(String) -> Error {
-    match state {
-        _ if state.starts_with("08") => Error::DatabaseUnavailable,
-        "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" => Error::DatabaseUnavailable,
-        "57014" | "55P03" | LATE_COMMIT_SQLSTATE => Error::timeout,
-        _ => Error::Database,
-    }
-}
-
-impl From<postgres::Error> for Error {
-    /// A query failed. Only the SQLSTATE is kept: a server message can quote
-    /// row contents (a constraint violation prints the failing row), and rows
-    /// hold password hashes. Errors without a SQLSTATE are connection-level
-    /// (closed, timed out, TLS) and carry no row data.
-    fn from(error: postgres::Error) -> Self {
-        match error.code() {
-            Some(state) => classify_sqlstate(state.code())(format!("SQLSTATE {}", state.code())),
-            None => Error::DatabaseUnavailable(crate::db::with_causes(&error)),
-        }
     }
 }
 
@@ -327,7 +285,7 @@ mod tests {
         let start = readme.find("### Error codes").expect("no error table");
         let table = &readme[start..start + readme[start..].find("\n## ").unwrap()];
         let every_error = [
-            Error::RequestTooLarge,
+            Error::RequestTooLarge { limit: 1 },
             Error::EmptyRequest,
             Error::InvalidUtf8,
             Error::InvalidJson(String::new()),
@@ -377,22 +335,6 @@ mod tests {
                 "the README's retry note and is_retryable disagree on {}",
                 error.code()
             );
-        }
-    }
-
-    #[test]
-    fn server_faults_are_classified_by_sqlstate() {
-        let code = |state: &str| classify_sqlstate(state)(String::new()).code();
-        for state in [
-            "08006", "08001", "57P01", "57P02", "57P03", "53300", "40001", "40P01",
-        ] {
-            assert_eq!(code(state), "database_unavailable", "{state}");
-        }
-        for state in ["57014", "55P03", LATE_COMMIT_SQLSTATE] {
-            assert_eq!(code(state), "database_timeout", "{state}");
-        }
-        for state in ["23505", "42P01", "42501", "XX000", "57000"] {
-            assert_eq!(code(state), "database_error", "{state}");
         }
     }
 

@@ -27,7 +27,9 @@ pub fn read_body(input: impl Read) -> Result<Vec<u8>, Error> {
         .read_to_end(&mut body)
         .map_err(|e| Error::Internal(format!("reading stdin: {e}")))?;
     if body.len() > MAX_REQUEST_BYTES {
-        return Err(Error::RequestTooLarge);
+        return Err(Error::RequestTooLarge {
+            limit: MAX_REQUEST_BYTES,
+        });
     }
     Ok(body)
 }

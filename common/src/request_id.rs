@@ -12,9 +12,9 @@
 //! still gets `account_exists`.
 
 use crate::account::Username;
+use crate::db::Database;
 use crate::error::Error;
 use postgres::types::Type;
-use postgres::Client;
 use sha2::{Digest, Sha256};
 
 /// A client's request id, kept only as its SHA-256 (hex).
@@ -47,30 +47,27 @@ impl RequestId {
     }
 }
 
-/// Tells the session that the passwords it sets are this request's.
-pub fn remember(db: &mut Client, id: &RequestId) -> Result<(), Error> {
-    // The fingerprint is 64 hex digits: nothing to quote.
-    db.simple_query(&format!(
-        "SELECT set_config('cofrap.creation_request', '{}', false)",
-        id.fingerprint
-    ))?;
-    Ok(())
+/// Tells the database that the passwords this request sets are its own
+/// (in each of its transactions: see [`crate::db`]).
+pub fn remember(db: &mut Database, id: &RequestId) {
+    db.set_creation_request(&id.fingerprint);
 }
 
 /// Stores `password_hash` as the new password of `username` if its current
 /// one was set by request `id` and the account is still pending and
 /// unenrolled; returns the username as stored, or `None`.
 pub fn reissue(
-    db: &mut Client,
+    db: &mut Database,
     username: &Username,
     id: &RequestId,
     password_hash: &str,
 ) -> Result<Option<String>, Error> {
-    let row = db.query_typed_opt(
-        // created_at is left alone: the enrollment window runs from the
-        // first creation, or whoever holds a request id could keep an
-        // unenrolled name for ever by retrying.
-        "UPDATE users
+    let row = db.transaction(|tx| {
+        Ok(tx.query_typed_opt(
+            // created_at is left alone: the enrollment window runs from the
+            // first creation, or whoever holds a request id could keep an
+            // unenrolled name for ever by retrying.
+            "UPDATE users
             SET password_hash = $3
           WHERE id = (SELECT id FROM users
                        WHERE username_skeleton = $1
@@ -80,13 +77,14 @@ pub fn reissue(
             AND creation_request = $2
             AND activated_at IS NULL AND mfa_secret IS NULL AND NOT expired
           RETURNING username",
-        &[
-            (&username.skeleton(), Type::TEXT),
-            (&id.fingerprint, Type::TEXT),
-            (&password_hash, Type::TEXT),
-            (&username.key(), Type::TEXT),
-        ],
-    )?;
+            &[
+                (&username.skeleton(), Type::TEXT),
+                (&id.fingerprint, Type::TEXT),
+                (&password_hash, Type::TEXT),
+                (&username.key(), Type::TEXT),
+            ],
+        )?)
+    })?;
     Ok(row.map(|row| row.get(0)))
 }
 

@@ -33,14 +33,13 @@
 //! Every refusal of a refresh token — unknown, malformed, rotated, expired,
 //! ended — is the same [`Error::InvalidRefreshToken`], byte for byte.
 
-use crate::account::in_transaction;
 use crate::config::Config;
+use crate::db::{Database, Transaction};
 use crate::error::Error;
 use crate::jwt::SigningKeys;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use postgres::types::Type;
-use postgres::{Client, Transaction};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -96,13 +95,13 @@ pub fn open(
 /// refresh: exchanges a refresh token for a new access token and a new
 /// refresh token; the one presented stops working.
 pub fn refresh(
-    db: &mut Client,
+    db: &mut Database,
     config: &Config,
     keys: &SigningKeys,
     refresh_token: &str,
 ) -> Result<Tokens, Error> {
     let hash = token_hash(refresh_token);
-    in_transaction(db, |tx| {
+    db.transaction(|tx| {
         let Some(row) = tx.query_typed_opt(LOCK_REFRESH_TOKEN, &[(&hash, Type::BYTEA)])? else {
             return Err(Error::InvalidRefreshToken);
         };
@@ -149,12 +148,14 @@ pub fn refresh(
 /// sign-out: ends the session (the family) of the refresh token, whichever
 /// of its tokens it is. Like RFC 7009's revocation, an unknown or already
 /// ended token is no error: the answer never tells whether it was valid.
-pub fn sign_out(db: &mut Client, refresh_token: &str) -> Result<(), Error> {
+pub fn sign_out(db: &mut Database, refresh_token: &str) -> Result<(), Error> {
     let hash = token_hash(refresh_token);
-    if let Some(row) = db.query_typed_opt(SIGN_OUT, &[(&hash, Type::BYTEA)])? {
-        crate::log::note_account_id(row.get(0));
-    }
-    Ok(())
+    db.transaction(|tx| {
+        if let Some(row) = tx.query_typed_opt(SIGN_OUT, &[(&hash, Type::BYTEA)])? {
+            crate::log::note_account_id(row.get(0));
+        }
+        Ok(())
+    })
 }
 
 /// A session as the token issuer needs it.

@@ -7,10 +7,10 @@
 
 use common::account::{self, SignIn, Username};
 use common::config::Config;
+use common::db::Database;
 use common::function::{self, Function};
 use common::protocol::Fields;
 use common::{password, renewal, session, totp, Error};
-use postgres::Client;
 use serde_json::{json, Map, Value};
 use std::process::ExitCode;
 
@@ -35,7 +35,7 @@ impl Function for Authenticate {
         })
     }
 
-    fn execute(request: Request, config: &Config, db: &mut Client) -> Result<Value, Error> {
+    fn execute(request: Request, config: &Config, db: &mut Database) -> Result<Value, Error> {
         // Both key secrets up front: a misconfigured function says so on
         // every request, not only on those that get as far as using them.
         config.keyring()?;

@@ -12,10 +12,9 @@
 //! so it needs no hash): the script is the same whatever the language.
 
 use base64::Engine as _;
+use common::function::{self, Body};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
 use std::process::ExitCode;
-use std::time::Instant;
 
 const PAGE: &str = include_str!("page.html");
 const STYLE: &str = include_str!("page.css");
@@ -73,23 +72,10 @@ fn page(language: &str) -> String {
 }
 
 fn main() -> ExitCode {
-    let started = Instant::now();
-    // The watchdog writes the request body (empty for a GET) to stdin;
-    // reading it lets the watchdog finish writing.
-    let _ = std::io::stdin()
-        .take(common::protocol::MAX_REQUEST_BYTES as u64)
-        .read_to_end(&mut Vec::new());
-    let accept_language = std::env::var("Http_Accept_Language").unwrap_or_default();
-    let written = std::io::stdout()
-        .lock()
-        .write_all(page(language(&accept_language)).as_bytes());
-    let outcome = if written.is_ok() {
-        "ok"
-    } else {
-        "internal_error"
-    };
-    common::log::write("frontend", outcome, started, None);
-    ExitCode::from(u8::from(written.is_err()))
+    function::main_without_database("frontend", || {
+        let accept_language = std::env::var("Http_Accept_Language").unwrap_or_default();
+        Ok(Body::Page(page(language(&accept_language))))
+    })
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@
 
 use common::account::{self, Username};
 use common::config::Config;
+use common::db::Database;
 use common::function::{self, Function};
 use common::protocol::Fields;
 use common::{password, qr, totp, Error};
-use postgres::Client;
 use serde_json::{json, Value};
 use std::process::ExitCode;
 
@@ -31,7 +31,7 @@ impl Function for GenerateTwoFactor {
         })
     }
 
-    fn execute(request: Request, config: &Config, db: &mut Client) -> Result<Value, Error> {
+    fn execute(request: Request, config: &Config, db: &mut Database) -> Result<Value, Error> {
         let enrollment =
             account::enroll_two_factor(db, config, &request.username, &request.password)?;
         let uri = totp::provisioning_uri(&enrollment.secret, &enrollment.username);

@@ -7,11 +7,11 @@
 
 use common::account::{self, Issue, Username};
 use common::config::Config;
+use common::db::Database;
 use common::function::{self, Function};
 use common::protocol::Fields;
 use common::request_id::{self, RequestId};
 use common::{password, qr, Error};
-use postgres::Client;
 use serde_json::{json, Value};
 use std::process::ExitCode;
 
@@ -39,7 +39,7 @@ impl Function for GeneratePassword {
         })
     }
 
-    fn execute(request: Request, config: &Config, db: &mut Client) -> Result<Value, Error> {
+    fn execute(request: Request, config: &Config, db: &mut Database) -> Result<Value, Error> {
         // Everything that can fail is done before the transaction, so that a
         // stored password is always one that is handed over. That includes
         // the Fernet keys, which only a renewal uses: a function missing
@@ -50,7 +50,7 @@ impl Function for GeneratePassword {
         let hash = password::hash(&password, config.policy.bcrypt_cost)?;
 
         if let Some(id) = &request.request_id {
-            request_id::remember(db, id)?;
+            request_id::remember(db, id);
         }
         let issued = account::issue_password(
             db,

@@ -5,10 +5,10 @@
 //! Request `{"refresh_token": "..."}`. The contract is in the README.
 
 use common::config::Config;
+use common::db::Database;
 use common::function::{self, Function};
 use common::protocol::Fields;
 use common::{session, Error};
-use postgres::Client;
 use serde_json::{Map, Value};
 use std::process::ExitCode;
 
@@ -31,7 +31,7 @@ impl Function for Refresh {
         })
     }
 
-    fn execute(request: Request, config: &Config, db: &mut Client) -> Result<Value, Error> {
+    fn execute(request: Request, config: &Config, db: &mut Database) -> Result<Value, Error> {
         let keys = config.signing_keys()?;
         let tokens = session::refresh(db, config, &keys, &request.refresh_token)?;
         let mut body = Map::new();

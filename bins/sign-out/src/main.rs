@@ -5,10 +5,10 @@
 //! Request `{"refresh_token": "..."}`. The contract is in the README.
 
 use common::config::Config;
+use common::db::Database;
 use common::function::{self, Function};
 use common::protocol::Fields;
 use common::{session, Error};
-use postgres::Client;
 use serde_json::{json, Value};
 use std::process::ExitCode;
 
@@ -29,7 +29,7 @@ impl Function for SignOut {
         })
     }
 
-    fn execute(request: Request, _config: &Config, db: &mut Client) -> Result<Value, Error> {
+    fn execute(request: Request, _config: &Config, db: &mut Database) -> Result<Value, Error> {
         session::sign_out(db, &request.refresh_token)?;
         Ok(json!({ "signed_out": true }))
     }

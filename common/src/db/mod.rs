@@ -1,0 +1,304 @@
+//! The database: the connection to a server that accepts writes, its time
+//! bounds and TLS, transactions, the schema check, and what a PostgreSQL
+//! error means for the client.
+//!
+//! **Every statement runs in a transaction that carries the request's
+//! settings**, set with `set_config(..., true)` in the query that opens it,
+//! so that they end with it: `statement_timeout` and `lock_timeout` (the
+//! server stops a statement or a lock wait that would end after the deadline
+//! less its margin), `cofrap.commit_by` (the instant, on the server's clock,
+//! after which migration 0003's deferred trigger refuses to commit), and
+//! generate-password's `cofrap.creation_request`. Nothing is set for the
+//! session: behind a transaction pooler (PgBouncer) the next transaction on
+//! the same server connection may be another client's, and must see nothing
+//! of ours. The opening query is one round trip, the `BEGIN` with the
+//! settings.
+//!
+//! Every step is bounded by the request's [`Deadline`] (see [`connect`] for
+//! resolving and connecting). What the server cannot bound (a frozen server,
+//! a stalled TLS handshake, a commit waiting for a synchronous standby) the
+//! deadline's guard thread does ([`crate::deadline`]).
+//!
+//! The schema itself is SQL under `migrations/`, applied by `make db-migrate`.
+//! Functions never create or alter it: they check, once per request, in the
+//! query that also asks whether the server accepts writes, that the version
+//! recorded in `cofrap_schema_migrations` is the one this build was written
+//! for, and stop with a server error otherwise. Running a function against a
+//! half-migrated database would be worse than not running.
+
+mod connect;
+mod tls;
+
+use crate::config::DatabaseSettings;
+use crate::deadline::{self, Deadline, Phase};
+use crate::error::Error;
+use postgres::error::SqlState;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, Row, SimpleQueryMessage};
+use std::time::{Duration, Instant};
+
+/// The schema version this build needs: the number of the newest file in
+/// `migrations/`. A newer database is accepted, since migrations only add.
+pub const SCHEMA_VERSION: i32 = 5;
+
+/// A statement's parameters, each with its type: statements go out with
+/// their types (`query_typed`), one round trip each instead of a prepare
+/// and an execute (nothing prepared would be reused by a process that runs
+/// one request).
+pub type Params<'a> = [(&'a (dyn ToSql + Sync), Type)];
+
+/// A connection to a server that accepts writes, for one request.
+pub struct Database {
+    client: Client,
+    deadline: Deadline,
+    /// generate-password's request id (its SHA-256, hex): every transaction
+    /// tells the database, whose trigger records it with the password.
+    creation_request: Option<String>,
+}
+
+impl Database {
+    /// Connects as `settings` says, to the first of its servers that accepts
+    /// writes, within the deadline, and checks the schema.
+    pub fn connect(
+        settings: &DatabaseSettings,
+        application_name: &str,
+        deadline: &Deadline,
+    ) -> Result<Database, Error> {
+        let (client, version) = connect::primary(settings, application_name, deadline)?;
+        if version < SCHEMA_VERSION {
+            return Err(Error::SchemaOutdated {
+                found: version,
+                expected: SCHEMA_VERSION,
+            });
+        }
+        Ok(Database {
+            client,
+            deadline: *deadline,
+            creation_request: None,
+        })
+    }
+
+    /// From now on, every transaction tells the database that the
+    /// passwords it sets are those of the request whose id has this
+    /// fingerprint (64 hex digits, see [`crate::request_id`]).
+    pub fn set_creation_request(&mut self, fingerprint: &str) {
+        debug_assert!(fingerprint.bytes().all(|b| b.is_ascii_hexdigit()));
+        self.creation_request = Some(fingerprint.to_owned());
+    }
+
+    /// Runs `work` in a transaction: committed when it succeeds or refuses,
+    /// rolled back on a server fault. The deadline's phases say whether a
+    /// timeout hit the statements or the commit.
+    pub fn transaction<T>(
+        &mut self,
+        work: impl FnOnce(&mut Transaction<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        deadline::enter(Phase::Transaction);
+        let opening = self.opening();
+        // From here on, dropping the transaction rolls it back.
+        let mut tx = Transaction {
+            client: &mut self.client,
+            open: true,
+        };
+        let sent = Instant::now();
+        tx.client.batch_execute(&opening)?;
+        // The server read its clock somewhere within the round trip, so its
+        // commit_by may be up to a round trip later than ours. Negligible on
+        // a healthy network; when it is not, move the instant back by the
+        // round trip, so that it is never later than the deadline less the
+        // margin.
+        let round_trip = sent.elapsed();
+        if round_trip > Duration::from_millis(20) {
+            tx.client.batch_execute(&format!(
+                "SELECT set_config('cofrap.commit_by', \
+                        (current_setting('cofrap.commit_by')::double precision \
+                         - {}::double precision)::text, true)",
+                round_trip.as_secs_f64()
+            ))?;
+        }
+        let outcome = work(&mut tx);
+        match &outcome {
+            Err(error) if error.is_server_fault() => {} // dropped: rolled back
+            _ => {
+                deadline::enter(Phase::Commit);
+                tx.commit()?;
+            }
+        }
+        deadline::enter(Phase::Work);
+        outcome
+    }
+
+    /// The query that opens a transaction with the request's settings: the
+    /// time left less the deadline's margin, at least 1 ms (0 would mean no
+    /// limit).
+    fn opening(&self) -> String {
+        let budget_ms = self.deadline.database_budget().as_millis().max(1);
+        let mut opening = format!(
+            "BEGIN; SELECT set_config('statement_timeout', '{budget_ms}', true), \
+                    set_config('lock_timeout', '{budget_ms}', true), \
+                    set_config('cofrap.commit_by', \
+                               (extract(epoch FROM clock_timestamp()) + {budget_ms} / 1000.0)::text, \
+                               true)"
+        );
+        // Hex digits only: nothing to quote.
+        if let Some(fingerprint) = &self.creation_request {
+            opening.push_str(&format!(
+                ", set_config('cofrap.creation_request', '{fingerprint}', true)"
+            ));
+        }
+        opening
+    }
+}
+
+/// An open transaction; rolled back when dropped uncommitted.
+pub struct Transaction<'a> {
+    client: &'a mut Client,
+    open: bool,
+}
+
+impl Transaction<'_> {
+    /// Runs a statement; its rows.
+    pub fn query_typed(
+        &mut self,
+        statement: &str,
+        params: &Params,
+    ) -> Result<Vec<Row>, postgres::Error> {
+        self.client.query_typed(statement, params)
+    }
+
+    /// Runs a statement that returns at most one row.
+    pub fn query_typed_opt(
+        &mut self,
+        statement: &str,
+        params: &Params,
+    ) -> Result<Option<Row>, postgres::Error> {
+        self.client.query_typed_opt(statement, params)
+    }
+
+    /// Runs a statement; the number of rows it changed.
+    pub fn execute_typed(
+        &mut self,
+        statement: &str,
+        params: &Params,
+    ) -> Result<u64, postgres::Error> {
+        self.client.execute_typed(statement, params)
+    }
+
+    /// Runs statements without parameters (a `LOCK TABLE`, say).
+    pub fn batch_execute(&mut self, statements: &str) -> Result<(), postgres::Error> {
+        self.client.batch_execute(statements)
+    }
+
+    fn commit(&mut self) -> Result<(), Error> {
+        // Whatever its outcome, a COMMIT ends the transaction.
+        self.open = false;
+        self.client.batch_execute("COMMIT")?;
+        Ok(())
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // Best effort: a broken connection has lost the transaction
+            // anyway, and a frozen server is the deadline's guard's.
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+/// The schema version and whether the server is read-only (a standby), in
+/// one simple query, outside any transaction.
+fn schema_and_role(client: &mut Client) -> Result<(i32, bool), Error> {
+    deadline::enter(Phase::SchemaCheck);
+    let messages = client
+        .simple_query(
+            "SELECT coalesce(max(version), 0), current_setting('transaction_read_only') \
+               FROM cofrap_schema_migrations",
+        )
+        .map_err(|e| match e.code() {
+            Some(state) if *state == SqlState::UNDEFINED_TABLE => Error::SchemaMissing,
+            _ => Error::from(e),
+        })?;
+    messages
+        .iter()
+        .find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => {
+                let version = row.get(0).and_then(|v| v.parse().ok())?;
+                Some((version, row.get(1) == Some("on")))
+            }
+            _ => None,
+        })
+        .ok_or_else(|| Error::Internal("the schema version query returned no number".into()))
+}
+
+/// "error connecting to server: Connection refused (os error 111)": the
+/// driver's message followed by its causes, which say what actually happened.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
+/// The SQLSTATE raised by the database when a commit arrives after the
+/// request's deadline (migration 0003's `cofrap_refuse_late_commit`).
+pub const LATE_COMMIT_SQLSTATE: &str = "CF001";
+
+/// How a database error is answered, by its SQLSTATE alone:
+/// - `08` (connection exception), `57P01` to `57P03` (the server is shutting
+///   down or starting), `53300` (too many connections), `40001` and `40P01`
+///   (serialization failure, deadlock: the transaction was rolled back),
+///   `25006` (a read-only transaction: the server became a standby, a
+///   failover is under way): `database_unavailable`, retryable;
+/// - `57014` (statement_timeout), `55P03` (lock_timeout) and
+///   [`LATE_COMMIT_SQLSTATE`]: `database_timeout`, retryable;
+/// - anything else: `database_error`.
+pub fn classify_sqlstate(state: &str) -> fn(String) -> Error {
+    match state {
+        _ if state.starts_with("08") => Error::DatabaseUnavailable,
+        "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "25006" => {
+            Error::DatabaseUnavailable
+        }
+        "57014" | "55P03" | LATE_COMMIT_SQLSTATE => deadline::timeout,
+        _ => Error::Database,
+    }
+}
+
+impl From<postgres::Error> for Error {
+    /// A query failed. Only the SQLSTATE is kept: a server message can quote
+    /// row contents (a constraint violation prints the failing row), and rows
+    /// hold password hashes. Errors without a SQLSTATE are connection-level
+    /// (closed, timed out, TLS) and carry no row data.
+    fn from(error: postgres::Error) -> Self {
+        match error.code() {
+            Some(state) => classify_sqlstate(state.code())(format!("SQLSTATE {}", state.code())),
+            None => Error::DatabaseUnavailable(with_causes(&error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_faults_are_classified_by_sqlstate() {
+        let code = |state: &str| classify_sqlstate(state)(String::new()).code();
+        for state in [
+            "08006", "08001", "57P01", "57P02", "57P03", "53300", "40001", "40P01", "25006",
+        ] {
+            assert_eq!(code(state), "database_unavailable", "{state}");
+        }
+        for state in ["57014", "55P03", LATE_COMMIT_SQLSTATE] {
+            assert_eq!(code(state), "database_timeout", "{state}");
+        }
+        for state in ["23505", "42P01", "42501", "XX000", "57000"] {
+            assert_eq!(code(state), "database_error", "{state}");
+        }
+    }
+}
