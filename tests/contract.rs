@@ -345,7 +345,8 @@ fn success_is_logged_as_ok_and_nothing_secret_reaches_the_log() {
     let log = output.log();
     assert_eq!(
         log,
-        json!({"function": "generate-password", "outcome": "ok", "duration_ms": log["duration_ms"]})
+        json!({"function": "generate-password", "outcome": "ok", "duration_ms": log["duration_ms"],
+               "account_id": account_id(&functions, &user)})
     );
     assert!(!output.stderr.contains(&password));
     assert!(

@@ -42,14 +42,19 @@
 use crate::config::{Config, Policy};
 use crate::db::{Database, Transaction};
 use crate::error::Error;
+use crate::events::{kind, Event};
 use crate::log::note_account_id;
 use crate::password;
 use crate::renewal;
 use crate::totp::TotpSecret;
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
+use serde_json::json;
 
 pub use crate::username::Username;
+
+/// The code of the answer every sign-in refusal gets.
+const INVALID: &str = "invalid_credentials";
 
 /// How generate-password came to issue credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,9 +148,17 @@ pub fn issue_password(
                     Some(state) if *state == SqlState::UNIQUE_VIOLATION => Error::AccountExists,
                     _ => Error::from(e),
                 })?;
+                tx.record(Event::ok(account.id, kind::TAKEN_AFRESH));
                 Ok((username.as_str().to_owned(), Issue::Recreated))
             }
-            (Some(_), None) => Err(Error::AccountExists),
+            (Some(account), None) => {
+                tx.record(Event::refused(
+                    account.id,
+                    "account_exists",
+                    "account_exists",
+                ));
+                Err(Error::AccountExists)
+            }
             (Some(account), Some(token))
                 if account.expired
                     && renewal::is_valid(
@@ -159,9 +172,18 @@ pub fn issue_password(
                     STAGE_PASSWORD,
                     &[(&account.id, Type::INT8), (&password_hash, Type::TEXT)],
                 )?;
+                tx.record(Event::ok(account.id, kind::RENEWAL_PASSWORD_STAGED));
                 Ok((account.username, Issue::Renewed))
             }
-            (_, Some(_)) => Err(Error::InvalidRenewalToken),
+            (Some(account), Some(_)) => {
+                tx.record(Event::refused(
+                    account.id,
+                    "invalid_renewal_token",
+                    "invalid_renewal_token",
+                ));
+                Err(Error::InvalidRenewalToken)
+            }
+            (None, Some(_)) => Err(Error::InvalidRenewalToken),
         }
     })
 }
@@ -195,19 +217,27 @@ pub fn enroll_two_factor(
         // by renewal; an expired one must sign in first) is refused exactly
         // like a wrong password: a different answer would tell whoever holds
         // a candidate password, without any code, that it is right.
-        if account.expired {
+        let event = if account.expired {
             if account.renewal_password_hash.is_some() {
                 tx.execute_typed(STAGE_SECRET_AND_PROMOTE, &[id, text(&encrypted)])?;
+                Event::ok(account.id, kind::RENEWAL_TWO_FACTOR_STAGED)
+                    .with(json!({"new_password_received": true}))
             } else if account.renewal_mfa_secret.is_some() {
                 tx.execute_typed(STAGE_SECRET, &[id, text(&encrypted)])?;
+                Event::ok(account.id, kind::RENEWAL_TWO_FACTOR_STAGED)
             } else {
+                tx.record(Event::refused(account.id, INVALID, "expired_sign_in_first"));
                 return Err(Error::InvalidCredentials);
             }
-        } else if account.active {
+        } else if account.active && !account.two_factor_reenrollable {
+            tx.record(Event::refused(account.id, INVALID, "already_enrolled"));
             return Err(Error::InvalidCredentials);
         } else {
             tx.execute_typed(STORE_SECRET, &[id, text(&encrypted)])?;
-        }
+            Event::ok(account.id, kind::TWO_FACTOR_ENROLLED)
+                .with(json!({"replaced": account.mfa_secret.is_some()}))
+        };
+        tx.record(event);
         Ok(Enrollment {
             username: account.username,
             secret,
@@ -248,17 +278,28 @@ pub fn authenticate<T>(
             &account.mfa_secret
         };
         let Some(encrypted) = stored else {
+            tx.record(Event::refused(
+                account.id,
+                "two_factor_not_enrolled",
+                "two_factor_not_enrolled",
+            ));
             return Err(Error::TwoFactorNotEnrolled);
         };
         let secret = decrypt_secret(config, encrypted)?;
 
         // A step at or before the last accepted one is a replay, even if the
         // code itself is right.
-        let step = secret
+        let matched = secret
             .check(code, unix_time)
-            .and_then(|step| i64::try_from(step).ok())
-            .filter(|step| account.last_totp_step.is_none_or(|last| *step > last));
+            .and_then(|step| i64::try_from(step).ok());
+        let step = matched.filter(|step| account.last_totp_step.is_none_or(|last| *step > last));
         let Some(step) = step else {
+            let reason = if matched.is_some() {
+                "replayed_code"
+            } else {
+                "wrong_code"
+            };
+            tx.record(Event::refused(account.id, INVALID, reason));
             record_failure(tx, &account, &config.policy)?;
             return Err(Error::InvalidCredentials);
         };
@@ -273,6 +314,7 @@ pub fn authenticate<T>(
             tx.execute_typed(ACCEPT_CODE, &[id.clone(), step_param, expired])?
         };
         if accepted != 1 {
+            tx.record(Event::refused(account.id, INVALID, "replayed_code"));
             record_failure(tx, &account, &config.policy)?;
             return Err(Error::InvalidCredentials);
         }
@@ -283,6 +325,7 @@ pub fn authenticate<T>(
                 &account.username,
                 &account.credentials(),
             );
+            tx.record(Event::ok(account.id, kind::RENEWAL_STARTED).answered("credentials_expired"));
             return Ok(SignIn::Expired {
                 id: account.id,
                 username: account.username,
@@ -296,6 +339,12 @@ pub fn authenticate<T>(
             let rehashed = password::hash(password, config.policy.bcrypt_cost)?;
             tx.execute_typed(REHASH, &[id, text(&rehashed)])?;
         }
+        if confirming_renewal {
+            tx.record(Event::ok(account.id, kind::RENEWAL_COMPLETED));
+        } else if !account.active {
+            tx.record(Event::ok(account.id, kind::ACTIVATED));
+        }
+        tx.record(Event::ok(account.id, kind::SIGNED_IN));
         let signed_in = SignedIn {
             id: account.id,
             username: account.username,
@@ -327,6 +376,13 @@ struct Account {
     /// stored while pending, and older than the enrollment window.
     enrollment_abandoned: bool,
     locked: bool,
+    /// Locked until an operator unlocks it.
+    hard_locked: bool,
+    /// Disabled by an operator: refused like a wrong password.
+    disabled: bool,
+    /// An operator reset its 2FA (a lost phone) less than the enrollment
+    /// window ago: generate-2fa enrolls it again with the password.
+    two_factor_reenrollable: bool,
     /// Consecutive failures, across locks, since the last success.
     failed_attempts: i32,
     last_totp_step: Option<i64>,
@@ -356,8 +412,12 @@ const READ_ACCOUNT: &str = "
            activated_at IS NULL AND NOT expired
                AND renewal_password_hash IS NULL AND renewal_mfa_secret IS NULL
                AND (mfa_secret IS NULL OR mfa_secret = pending_mfa_secret)
+               AND disabled_at IS NULL
                AND created_at < now() - make_interval(secs => $2),
            coalesce(locked_until > now(), false),
+           coalesce(locked_until = 'infinity', false),
+           disabled_at IS NOT NULL,
+           coalesce(two_factor_reset_at > now() - make_interval(secs => $2), false),
            failed_attempts,
            last_totp_step
       FROM users
@@ -375,7 +435,7 @@ const INSERT_ACCOUNT: &str = "
                        password_hash, created_at, expired)
     VALUES ($1, $2, $3, $4, $5, now(), false)
     ON CONFLICT DO NOTHING
-    RETURNING 1";
+    RETURNING id::bigint";
 
 /// An abandoned pending account for its new owner: everything about the old
 /// one is forgotten.
@@ -421,6 +481,7 @@ const ACCEPT_CODE: &str = "
        SET last_totp_step = $2, failed_attempts = 0, locked_until = NULL,
            activated_at = CASE WHEN $3 THEN activated_at ELSE coalesce(activated_at, now()) END,
            pending_mfa_secret = CASE WHEN $3 THEN pending_mfa_secret END,
+           two_factor_reset_at = NULL,
            expired = expired OR $3
      WHERE id = $1
        AND (last_totp_step IS NULL OR last_totp_step < $2)";
@@ -433,7 +494,8 @@ const CONFIRM_RENEWAL: &str = "
            renewal_password_hash = NULL, pending_mfa_secret = NULL,
            created_at = now(), expired = false,
            activated_at = coalesce(activated_at, now()),
-           last_totp_step = $2, failed_attempts = 0, locked_until = NULL
+           last_totp_step = $2, failed_attempts = 0, locked_until = NULL,
+           two_factor_reset_at = NULL
      WHERE id = $1
        AND renewal_mfa_secret IS NOT NULL
        AND (last_totp_step IS NULL OR last_totp_step < $2)";
@@ -460,7 +522,7 @@ fn insert_account(
     username: &Username,
     password_hash: &str,
 ) -> Result<bool, Error> {
-    let row = db.query_typed_opt(
+    let created = db.query_typed_opt(
         INSERT_ACCOUNT,
         &[
             (&username.as_str(), Type::TEXT),
@@ -470,7 +532,13 @@ fn insert_account(
             (&password_hash, Type::TEXT),
         ],
     )?;
-    Ok(row.is_some())
+    let Some(row) = created else {
+        return Ok(false);
+    };
+    let id: i64 = row.get(0);
+    note_account_id(id);
+    db.record(Event::ok(id, kind::CREATED));
+    Ok(true)
 }
 
 /// Reads the account, if there is one; locks its row when `for_update`.
@@ -505,8 +573,11 @@ fn read(
         expired: row.get(7),
         enrollment_abandoned: row.get(8),
         locked: row.get(9),
-        failed_attempts: row.get(10),
-        last_totp_step: row.get(11),
+        hard_locked: row.get(10),
+        disabled: row.get(11),
+        two_factor_reenrollable: row.get(12),
+        failed_attempts: row.get(13),
+        last_totp_step: row.get(14),
     }))
 }
 
@@ -573,10 +644,22 @@ fn lock_verified(
     let Some(account) = read(tx, username, policy, FOR_UPDATE)? else {
         return Err(Error::InvalidCredentials);
     };
-    if account.locked {
+    note_account_id(account.id);
+    // Refused before the password is even compared, after the same bcrypt
+    // work as any other refusal (done in verify_unlocked).
+    let shut = if account.disabled {
+        Some("disabled")
+    } else if account.hard_locked {
+        Some("hard_locked")
+    } else if account.locked {
+        Some("locked")
+    } else {
+        None
+    };
+    if let Some(reason) = shut {
+        tx.record(Event::refused(account.id, INVALID, reason));
         return Err(Error::InvalidCredentials);
     }
-    note_account_id(account.id);
     let hash = which(&account);
     let matches = if verified.hash.as_ref() == Some(&hash) {
         verified.matches
@@ -584,6 +667,7 @@ fn lock_verified(
         password::verify_with_work_of(password, &hash, policy.bcrypt_cost)
     };
     if !matches {
+        tx.record(Event::refused(account.id, INVALID, "wrong_password"));
         return Err(Error::InvalidCredentials);
     }
     Ok(account)
@@ -622,8 +706,22 @@ fn record_failure(tx: &mut Transaction, account: &Account, policy: &Policy) -> R
     let failures = account.failed_attempts.saturating_add(1);
     let (for_good, seconds) = match lock_after(u32::try_from(failures).unwrap_or(0), policy) {
         Lock::Unchanged => (false, 0.0),
-        Lock::For(seconds) => (false, seconds),
-        Lock::ForGood => (true, 0.0),
+        Lock::For(seconds) => {
+            tx.record(
+                Event::ok(account.id, kind::LOCKED)
+                    .answered(INVALID)
+                    .with(json!({"seconds": seconds, "failures": failures})),
+            );
+            (false, seconds)
+        }
+        Lock::ForGood => {
+            tx.record(
+                Event::ok(account.id, kind::HARD_LOCKED)
+                    .answered(INVALID)
+                    .with(json!({"failures": failures})),
+            );
+            (true, 0.0)
+        }
     };
     tx.execute_typed(
         RECORD_FAILURE,

@@ -72,9 +72,10 @@ const TOKEN_AUDIENCE: &str = "TOKEN_AUDIENCE";
 const POSTGRES_SSLMODE: &str = "POSTGRES_SSLMODE";
 /// Public: the stack test checks it against the watchdog's exec_timeout.
 pub const REQUEST_DEADLINE_MS: &str = "REQUEST_DEADLINE_MS";
+const FORWARDED_FOR_HOPS: &str = "FORWARDED_FOR_HOPS";
 
 /// The environment variables every function reads, besides [`SECRETS_DIR`].
-pub const SETTINGS: [&str; 15] = [
+pub const SETTINGS: [&str; 16] = [
     POSTGRES_HOST,
     POSTGRES_PORT,
     POSTGRES_DB,
@@ -90,6 +91,7 @@ pub const SETTINGS: [&str; 15] = [
     TOKEN_AUDIENCE,
     POSTGRES_SSLMODE,
     REQUEST_DEADLINE_MS,
+    FORWARDED_FOR_HOPS,
 ];
 
 /// Overrides [`DEFAULT_SECRETS_DIR`]; only local runs set it.
@@ -107,6 +109,10 @@ pub struct Config {
     pub request_deadline: Duration,
     pub policy: Policy,
     pub sessions: SessionPolicy,
+    /// Which address of `X-Forwarded-For`, from the right, is the client's,
+    /// for the account events (`FORWARDED_FOR_HOPS`, default 1, 0 to 16; 0:
+    /// none is recorded). See [`crate::events::Source::request`].
+    pub forwarded_for_hops: u32,
     /// Where the secrets are: the signing keys and the Fernet keys are read
     /// from there only by the functions that need them
     /// ([`Config::signing_keys`], [`Config::keyring`]).
@@ -341,6 +347,7 @@ impl Config {
             request_deadline: Duration::from_millis(request_deadline_ms),
             policy,
             sessions,
+            forwarded_for_hops: number(&env, FORWARDED_FOR_HOPS, 1, 0..=16)?,
             secrets_dir: secrets_dir.to_path_buf(),
         })
     }

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::db::Database;
 use crate::deadline::{self, Deadline, Phase};
 use crate::error::Error;
+use crate::events::Source;
 use crate::log;
 use crate::protocol::{self, Fields};
 use serde_json::Value;
@@ -163,6 +164,11 @@ fn serve<F: Function>(started: Instant, connection: &mut Option<Database>) -> Re
         log::write(F::NAME, error.code(), started, error.log_detail());
     });
     let db = connection.insert(Database::connect(&config.database, F::NAME, &deadline)?);
+    db.set_event_source(Source::request(
+        F::NAME,
+        |name| std::env::var(name).ok(),
+        config.forwarded_for_hops,
+    ));
     deadline::enter(Phase::Work);
     F::execute(request, &config, db)
 }

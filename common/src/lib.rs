@@ -15,6 +15,7 @@
 //! - [`db`]: the connection (time bounds, TLS), transactions, the schema check;
 //! - [`cross_site`]: refusing requests other web sites make browsers send;
 //! - [`account`]: the account lifecycle (pending, active, expired);
+//! - [`events`]: the audit trail of every account;
 //! - [`username`]: valid usernames, and when two are the same account;
 //! - [`password`]: generating, hashing and checking passwords;
 //! - [`totp`]: TOTP secrets, codes and the otpauth URI;
@@ -32,6 +33,7 @@ pub mod db;
 pub mod deadline;
 pub mod encryption;
 pub mod error;
+pub mod events;
 pub mod function;
 pub mod jwt;
 pub mod log;

@@ -14,6 +14,7 @@
 use crate::account::Username;
 use crate::db::Database;
 use crate::error::Error;
+use crate::events::{kind, Event};
 use postgres::types::Type;
 use sha2::{Digest, Sha256};
 
@@ -62,30 +63,35 @@ pub fn reissue(
     id: &RequestId,
     password_hash: &str,
 ) -> Result<Option<String>, Error> {
-    let row = db.transaction(|tx| {
-        Ok(tx.query_typed_opt(
-            // created_at is left alone: the enrollment window runs from the
-            // first creation, or whoever holds a request id could keep an
-            // unenrolled name for ever by retrying.
+    db.transaction(|tx| {
+        // created_at is left alone: the enrollment window runs from the
+        // first creation, or whoever holds a request id could keep an
+        // unenrolled name for ever by retrying.
+        let row = tx.query_typed_opt(
             "UPDATE users
-            SET password_hash = $3
-          WHERE id = (SELECT id FROM users
-                       WHERE username_skeleton = $1
-                          OR (username_skeleton IS NULL AND username_key = $4)
-                       ORDER BY username_key = $4 DESC
-                       LIMIT 1)
-            AND creation_request = $2
-            AND activated_at IS NULL AND mfa_secret IS NULL AND NOT expired
-          RETURNING username",
+                SET password_hash = $3
+              WHERE id = (SELECT id FROM users
+                           WHERE username_skeleton = $1
+                              OR (username_skeleton IS NULL AND username_key = $4)
+                           ORDER BY username_key = $4 DESC
+                           LIMIT 1)
+                AND creation_request = $2
+                AND activated_at IS NULL AND mfa_secret IS NULL AND NOT expired
+              RETURNING id::bigint, username",
             &[
                 (&username.skeleton(), Type::TEXT),
                 (&id.fingerprint, Type::TEXT),
                 (&password_hash, Type::TEXT),
                 (&username.key(), Type::TEXT),
             ],
-        )?)
-    })?;
-    Ok(row.map(|row| row.get(0)))
+        )?;
+        Ok(row.map(|row| {
+            let account_id: i64 = row.get(0);
+            crate::log::note_account_id(account_id);
+            tx.record(Event::ok(account_id, kind::PASSWORD_REISSUED));
+            row.get(1)
+        }))
+    })
 }
 
 #[cfg(test)]

@@ -36,11 +36,15 @@
 use crate::config::Config;
 use crate::db::{Database, Transaction};
 use crate::error::Error;
+use crate::events::{kind, Event};
 use crate::jwt::SigningKeys;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use postgres::types::Type;
 use serde_json::{json, Map, Value};
+
+/// The code of the answer every refused refresh token gets.
+const REFUSED: &str = "invalid_refresh_token";
 use sha2::{Digest, Sha256};
 
 /// What a sign-in or a refresh hands over.
@@ -89,6 +93,7 @@ pub fn open(
         ends_unix: row.get(2),
         seconds_left: row.get(3),
     };
+    tx.record(Event::ok(account_id, kind::SESSION_OPENED).with(json!({"session": session.id})));
     issue(tx, config, keys, &session, account_id, username)
 }
 
@@ -105,9 +110,10 @@ pub fn refresh(
         let Some(row) = tx.query_typed_opt(LOCK_REFRESH_TOKEN, &[(&hash, Type::BYTEA)])? else {
             return Err(Error::InvalidRefreshToken);
         };
-        // The log line names the account (never the token): a stolen token
-        // replayed against one account shows in the logs as such.
-        crate::log::note_account_id(row.get("user_id"));
+        // The log line and the events name the account (never the token):
+        // a stolen token replayed against one account shows as such.
+        let account_id: i64 = row.get("user_id");
+        crate::log::note_account_id(account_id);
         let session = Session {
             id: row.get("session_id"),
             started_unix: row.get("started_unix"),
@@ -125,10 +131,19 @@ pub fn refresh(
             Some("expired")
         } else if row.get::<_, bool>("locked") {
             Some("locked")
+        } else if row.get::<_, bool>("disabled") {
+            Some("disabled")
         } else {
             None
         };
+        let about_session = json!({"session": session.id});
         if ended || timed_out {
+            let reason = if ended {
+                "session_ended"
+            } else {
+                "session_timed_out"
+            };
+            tx.record(Event::refused(account_id, REFUSED, reason).with(about_session));
             return Err(Error::InvalidRefreshToken);
         }
         if let Some(reason) = end_reason {
@@ -136,10 +151,20 @@ pub fn refresh(
                 END_SESSION,
                 &[(&session.id, Type::INT8), (&reason, Type::TEXT)],
             )?;
+            let ended = if reason == "reused" {
+                kind::REUSE_DETECTED
+            } else {
+                kind::SESSION_ENDED
+            };
+            tx.record(
+                Event::ok(account_id, ended)
+                    .answered(REFUSED)
+                    .with(json!({"session": session.id, "because": reason})),
+            );
             return Err(Error::InvalidRefreshToken);
         }
         tx.execute_typed(ROTATE, &[(&hash, Type::BYTEA), (&session.id, Type::INT8)])?;
-        let account_id: i64 = row.get("user_id");
+        tx.record(Event::ok(account_id, kind::REFRESHED).with(about_session));
         let username: String = row.get("username");
         issue(tx, config, keys, &session, account_id, &username)
     })
@@ -152,7 +177,9 @@ pub fn sign_out(db: &mut Database, refresh_token: &str) -> Result<(), Error> {
     let hash = token_hash(refresh_token);
     db.transaction(|tx| {
         if let Some(row) = tx.query_typed_opt(SIGN_OUT, &[(&hash, Type::BYTEA)])? {
-            crate::log::note_account_id(row.get(0));
+            let (account_id, session): (i64, i64) = (row.get(0), row.get(1));
+            crate::log::note_account_id(account_id);
+            tx.record(Event::ok(account_id, kind::SIGNED_OUT).with(json!({"session": session})));
         }
         Ok(())
     })
@@ -247,6 +274,7 @@ const LOCK_REFRESH_TOKEN: &str = "
            u.created_at <> s.credentials_issued_at AS renewed,
            u.expired OR u.created_at < now() - interval '6 months' AS credentials_expired,
            coalesce(u.locked_until > now(), false) AS locked,
+           u.disabled_at IS NOT NULL AS disabled,
            floor(extract(epoch FROM s.started_at))::bigint AS started_unix,
            floor(extract(epoch FROM s.expires_at))::bigint AS ends_unix,
            floor(extract(epoch FROM s.expires_at - now()))::bigint AS seconds_left
@@ -269,7 +297,7 @@ const SIGN_OUT: &str = "
     UPDATE sessions SET ended_at = now(), end_reason = 'signed_out'
      WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1)
        AND ended_at IS NULL
-    RETURNING user_id";
+    RETURNING user_id, id";
 
 #[cfg(test)]
 mod tests {

@@ -32,6 +32,7 @@ mod tls;
 use crate::config::DatabaseSettings;
 use crate::deadline::{self, Deadline, Phase};
 use crate::error::Error;
+use crate::events::{Event, Source};
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, Row, SimpleQueryMessage};
@@ -39,7 +40,7 @@ use std::time::{Duration, Instant};
 
 /// The schema version this build needs: the number of the newest file in
 /// `migrations/`. A newer database is accepted, since migrations only add.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// A statement's parameters, each with its type: statements go out with
 /// their types (`query_typed`), one round trip each instead of a prepare
@@ -51,9 +52,10 @@ pub type Params<'a> = [(&'a (dyn ToSql + Sync), Type)];
 pub struct Database {
     client: Client,
     deadline: Deadline,
-    /// generate-password's request id (its SHA-256, hex): every transaction
-    /// tells the database, whose trigger records it with the password.
-    creation_request: Option<String>,
+    /// Where the request came from, for its events; its request id (the
+    /// SHA-256, hex, of generate-password's) is also told to the database
+    /// by every transaction, whose trigger records it with the password.
+    source: Source,
 }
 
 impl Database {
@@ -74,16 +76,29 @@ impl Database {
         Ok(Database {
             client,
             deadline: *deadline,
-            creation_request: None,
+            source: Source {
+                name: application_name.to_owned(),
+                ..Source::default()
+            },
         })
+    }
+
+    /// Where the request came from, for the events of its transactions.
+    pub fn set_event_source(&mut self, source: Source) {
+        let request_id = self.source.request_id.take();
+        self.source = Source {
+            request_id: source.request_id.or(request_id),
+            ..source
+        };
     }
 
     /// From now on, every transaction tells the database that the
     /// passwords it sets are those of the request whose id has this
-    /// fingerprint (64 hex digits, see [`crate::request_id`]).
+    /// fingerprint (64 hex digits, see [`crate::request_id`]); events
+    /// carry it too.
     pub fn set_creation_request(&mut self, fingerprint: &str) {
         debug_assert!(fingerprint.bytes().all(|b| b.is_ascii_hexdigit()));
-        self.creation_request = Some(fingerprint.to_owned());
+        self.source.request_id = Some(fingerprint.to_owned());
     }
 
     /// Runs `work` in a transaction: committed when it succeeds or refuses,
@@ -98,6 +113,8 @@ impl Database {
         // From here on, dropping the transaction rolls it back.
         let mut tx = Transaction {
             client: &mut self.client,
+            source: &self.source,
+            events: Vec::new(),
             open: true,
         };
         let sent = Instant::now();
@@ -141,7 +158,7 @@ impl Database {
                                true)"
         );
         // Hex digits only: nothing to quote.
-        if let Some(fingerprint) = &self.creation_request {
+        if let Some(fingerprint) = &self.source.request_id {
             opening.push_str(&format!(
                 ", set_config('cofrap.creation_request', '{fingerprint}', true)"
             ));
@@ -153,10 +170,19 @@ impl Database {
 /// An open transaction; rolled back when dropped uncommitted.
 pub struct Transaction<'a> {
     client: &'a mut Client,
+    source: &'a Source,
+    /// Written just before the commit, all in one statement.
+    events: Vec<Event>,
     open: bool,
 }
 
 impl Transaction<'_> {
+    /// Records `event`, written with the transaction's commit (and never
+    /// written if it rolls back).
+    pub fn record(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
     /// Runs a statement; its rows.
     pub fn query_typed(
         &mut self,
@@ -190,9 +216,48 @@ impl Transaction<'_> {
     }
 
     fn commit(&mut self) -> Result<(), Error> {
+        if !self.events.is_empty() {
+            self.write_events()?;
+        }
         // Whatever its outcome, a COMMIT ends the transaction.
         self.open = false;
         self.client.batch_execute("COMMIT")?;
+        Ok(())
+    }
+
+    /// The transaction's events, in one statement.
+    fn write_events(&mut self) -> Result<(), Error> {
+        let events = std::mem::take(&mut self.events);
+        let accounts: Vec<Option<i64>> = events.iter().map(|e| e.account_id).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
+        let outcomes: Vec<&str> = events.iter().map(|e| e.outcome).collect();
+        let reasons: Vec<Option<&str>> = events.iter().map(|e| e.reason).collect();
+        let details: Vec<Option<String>> = events
+            .iter()
+            .map(|e| e.detail.as_ref().map(ToString::to_string))
+            .collect();
+        let source = self.source;
+        let address = source.client_address.map(|a| a.to_string());
+        self.client.execute_typed(
+            "INSERT INTO account_events (account_id, kind, outcome, reason, detail, source,
+                                         client_address, user_agent, request_id, operator)
+             SELECT e.account_id, e.kind, e.outcome, e.reason, e.detail::jsonb, $6,
+                    $7::inet, $8, $9, $10
+               FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
+                    AS e(account_id, kind, outcome, reason, detail)",
+            &[
+                (&accounts, Type::INT8_ARRAY),
+                (&kinds, Type::TEXT_ARRAY),
+                (&outcomes, Type::TEXT_ARRAY),
+                (&reasons, Type::TEXT_ARRAY),
+                (&details, Type::TEXT_ARRAY),
+                (&source.name, Type::TEXT),
+                (&address, Type::TEXT),
+                (&source.user_agent, Type::TEXT),
+                (&source.request_id, Type::TEXT),
+                (&source.operator, Type::TEXT),
+            ],
+        )?;
         Ok(())
     }
 }
