@@ -381,3 +381,59 @@ fn success_is_logged_as_ok_and_nothing_secret_reaches_the_log() {
     }
     assert!(!output.stdout.contains(&password) && !output.stdout.contains(&secret));
 }
+
+#[test]
+fn the_profile_accounts_for_the_whole_run() {
+    // COFRAP_PROFILE=1 (make bench) makes the log line carry where the time
+    // went, phase by phase; with the spawn's instant and the exit's, the
+    // phases add up to the time measured from outside (within 10 %).
+    let mut functions = Functions::new();
+    functions.set("COFRAP_PROFILE", "1");
+    let unix_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as f64
+    };
+    for (function, body) in [
+        ("generate-password", json!({"username": unique("profile")})),
+        ("jwks", json!({})),
+    ] {
+        let spawned = unix_ns();
+        let output = run_with_input(
+            std::process::Command::new(binary(function))
+                .env_clear()
+                .envs(functions.settings().iter().map(|(k, v)| (k, v)))
+                .env("COFRAP_PROFILE_SPAWNED_AT", format!("{spawned:.0}")),
+            body.to_string().as_bytes(),
+        );
+        let exited = unix_ns();
+        assert!(output.status.success(), "{output:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        let log: serde_json::Value = serde_json::from_str(stderr.trim()).unwrap();
+        let profile = &log["profile"];
+        let phases = profile["phases_ms"].as_object().expect("phases");
+        let in_phases: f64 = phases.values().map(|ms| ms.as_f64().unwrap()).sum();
+        let to_main = profile["spawn_to_main_ms"].as_f64().expect("spawn to main");
+        let to_exit = (exited - profile["taken_unix_ns"].as_f64().unwrap()) / 1e6;
+        let total = (exited - spawned) / 1e6;
+        let accounted = to_main + in_phases + to_exit;
+        assert!(
+            (accounted - total).abs() <= 0.1 * total,
+            "{function}: {accounted:.2} ms accounted for of {total:.2}: {profile}"
+        );
+        if function == "generate-password" {
+            for phase in [
+                "connect",
+                "tx_open",
+                "statements",
+                "commit",
+                "bcrypt",
+                "qr_png",
+                "password_generation",
+            ] {
+                assert!(phases.contains_key(phase), "{phase} missing: {profile}");
+            }
+        }
+    }
+}

@@ -12,6 +12,7 @@
 use crate::encryption::Keyring;
 use crate::error::Error;
 use crate::jwt::SigningKeys;
+use crate::log::profile;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -354,7 +355,7 @@ impl Config {
 
     /// Reads the access-token signing keys (the `jwt-signing-keys` secret).
     pub fn signing_keys(&self) -> Result<SigningKeys, Error> {
-        load_signing_keys(&self.secrets_dir)
+        profile::during("secrets", || load_signing_keys(&self.secrets_dir))
     }
 
     /// Reads the Fernet keys (the `encryption-key` secret) when a function
@@ -362,8 +363,10 @@ impl Config {
     /// secrets, renewal tokens) are given that secret, so that refresh,
     /// sign-out and jwks never hold the key to every stored TOTP secret.
     pub fn keyring(&self) -> Result<Keyring, Error> {
-        Keyring::parse(&read_secret(&self.secrets_dir, ENCRYPTION_KEY_SECRET)?)
-            .map_err(|reason| Error::Config(format!("secret {ENCRYPTION_KEY_SECRET} {reason}")))
+        profile::during("secrets", || {
+            Keyring::parse(&read_secret(&self.secrets_dir, ENCRYPTION_KEY_SECRET)?)
+                .map_err(|reason| Error::Config(format!("secret {ENCRYPTION_KEY_SECRET} {reason}")))
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 //! does. To rotate: put a new key on the first line, keep the old ones below
 //! until every stored token has been re-encrypted or has expired.
 
+use crate::log::profile;
 use fernet::Fernet;
 
 /// The Fernet keys of the `encryption-key` secret, the encrypting one first.
@@ -39,21 +40,25 @@ impl Keyring {
 
     /// Encrypts with the first key.
     pub fn encrypt(&self, plaintext: &[u8]) -> String {
-        self.keys[0].encrypt(plaintext)
+        profile::during("fernet", || self.keys[0].encrypt(plaintext))
     }
 
     /// Decrypts with whichever key fits; `None` when none does or the token
     /// was tampered with.
     pub fn decrypt(&self, token: &str) -> Option<Vec<u8>> {
-        self.keys.iter().find_map(|key| key.decrypt(token).ok())
+        profile::during("fernet", || {
+            self.keys.iter().find_map(|key| key.decrypt(token).ok())
+        })
     }
 
     /// Like [`Keyring::decrypt`], but also refuses a token older than
     /// `ttl_seconds` (or dated more than a minute in the future).
     pub fn decrypt_with_ttl(&self, token: &str, ttl_seconds: u64) -> Option<Vec<u8>> {
-        self.keys
-            .iter()
-            .find_map(|key| key.decrypt_with_ttl(token, ttl_seconds).ok())
+        profile::during("fernet", || {
+            self.keys
+                .iter()
+                .find_map(|key| key.decrypt_with_ttl(token, ttl_seconds).ok())
+        })
     }
 }
 

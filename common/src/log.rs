@@ -14,10 +14,18 @@
 //!
 //! **Profiling.** With `COFRAP_PROFILE=1` in its environment (the benchmark
 //! and a few tests set it, never a deployment), the line also carries a
-//! `profile`: the time spent in each phase of the request
-//! ([`crate::deadline::Phase`]) and the bcrypt work done, in units of one
-//! check at cost 0 (a check at cost c counts 2^c). Without it, profiling
-//! costs one relaxed atomic load per phase change.
+//! `profile`: the milliseconds spent in each phase of the request, from the
+//! first line of `main` to the log line (reading the request, the
+//! configuration, resolving, connecting, each transaction's opening, its
+//! statements, its events and its commit, bcrypt, TOTP, QR and PNG,
+//! Fernet, signing, writing the answer), the bcrypt work done, in units of
+//! one check at cost 0 (a check at cost c counts 2^c), and two instants on
+//! the system clock: when `main` began and when the profile was taken. With
+//! `COFRAP_PROFILE_SPAWNED_AT` (Unix nanoseconds, set by whoever starts the
+//! process just before it does), it also has the time from the spawn to
+//! `main`; whoever waits for the process can count the time from the
+//! profile to the exit. Without `COFRAP_PROFILE`, profiling costs one
+//! relaxed atomic load per phase change.
 
 use serde_json::{json, Map, Value};
 use std::io::Write;
@@ -72,14 +80,43 @@ pub mod profile {
     static BCRYPT_WORK: AtomicU64 = AtomicU64::new(0);
     /// (phase name, when it began), in order.
     static MARKS: Mutex<Vec<(&'static str, Instant)>> = Mutex::new(Vec::new());
+    /// When `main` began, Unix nanoseconds.
+    static STARTED_UNIX_NS: AtomicU64 = AtomicU64::new(0);
+
+    /// The variable holding the instant the process was spawned.
+    pub const SPAWNED_AT_VARIABLE: &str = "COFRAP_PROFILE_SPAWNED_AT";
 
     /// Reads [`PROFILE_VARIABLE`] once, at the start of `main`, and opens
     /// the first phase.
     pub fn start(first_phase: &'static str, at: Instant) {
         if std::env::var_os(PROFILE_VARIABLE).is_some_and(|v| v == "1") {
             ENABLED.store(true, Ordering::Relaxed);
+            STARTED_UNIX_NS.store(unix_ns(), Ordering::Relaxed);
             mark_at(first_phase, at);
         }
+    }
+
+    /// Runs `work` as phase `phase`, then returns to the phase it
+    /// interrupted.
+    pub fn during<T>(phase: &'static str, work: impl FnOnce() -> T) -> T {
+        if !enabled() {
+            return work();
+        }
+        let interrupted = MARKS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last()
+            .map_or("work", |(name, _)| *name);
+        mark(phase);
+        let result = work();
+        mark(interrupted);
+        result
+    }
+
+    fn unix_ns() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
     }
 
     /// Whether profiling is on.
@@ -123,9 +160,19 @@ pub mod profile {
             let total = phases.get(*phase).and_then(Value::as_f64).unwrap_or(0.0) + ms;
             phases.insert((*phase).to_owned(), json!(total));
         }
-        Some(json!({
+        let started_ns = STARTED_UNIX_NS.load(Ordering::Relaxed);
+        let mut profile = json!({
             "phases_ms": phases,
             "bcrypt_work": BCRYPT_WORK.load(Ordering::Relaxed),
-        }))
+            "main_unix_ns": started_ns,
+            "taken_unix_ns": unix_ns(),
+        });
+        let spawned = std::env::var(SPAWNED_AT_VARIABLE)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(spawned) = spawned {
+            profile["spawn_to_main_ms"] = json!(started_ns.saturating_sub(spawned) as f64 / 1e6);
+        }
+        Some(profile)
     }
 }

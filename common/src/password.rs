@@ -41,6 +41,11 @@ pub fn parse_input(text: String) -> Result<String, Error> {
 
 /// Generates a password; see the module documentation.
 pub fn generate() -> Result<String, Error> {
+    profile::during("password_generation", draw)
+}
+
+/// Draws passwords until one has every class.
+fn draw() -> Result<String, Error> {
     let mut random = RandomBytes::new();
     loop {
         let mut password = String::with_capacity(LENGTH);
@@ -97,7 +102,8 @@ impl RandomBytes {
 /// Hashes a password with bcrypt (`$2b$`, as Python's bcrypt writes it).
 pub fn hash(password: &str, cost: u32) -> Result<String, Error> {
     profile::count_bcrypt(cost);
-    bcrypt::hash(password, cost).map_err(|e| Error::Internal(format!("bcrypt hash failed: {e}")))
+    profile::during("bcrypt", || bcrypt::hash(password, cost))
+        .map_err(|e| Error::Internal(format!("bcrypt hash failed: {e}")))
 }
 
 /// Checks a password against a bcrypt hash in constant time. A hash that is
@@ -106,7 +112,7 @@ pub fn verify(password: &str, hash: &str) -> bool {
     if let Some(cost) = cost_of(hash) {
         profile::count_bcrypt(cost);
     }
-    bcrypt::verify(password, hash).unwrap_or(false)
+    profile::during("bcrypt", || bcrypt::verify(password, hash)).unwrap_or(false)
 }
 
 /// Checks a password against a stored hash with at least the work of a check
@@ -143,7 +149,7 @@ pub fn cost_of(hash: &str) -> Option<u32> {
 /// sign-in. (A locked account gets a real check of its own hash instead.)
 pub fn verify_nothing(password: &str, cost: u32) {
     profile::count_bcrypt(cost);
-    let _ = bcrypt::verify(password, &dummy_hash(cost));
+    let _ = profile::during("bcrypt", || bcrypt::verify(password, &dummy_hash(cost)));
 }
 
 /// A well-formed hash at `cost` that no password is known to match. It must

@@ -18,7 +18,9 @@ pub const QUIET_ZONE_MODULES: usize = 4;
 
 /// Encodes `text` in a QR code and returns the PNG, base64-encoded.
 pub fn png_base64(text: &str) -> Result<String, Error> {
-    Ok(base64::engine::general_purpose::STANDARD.encode(png(text)?))
+    crate::log::profile::during("qr_png", || {
+        Ok(base64::engine::general_purpose::STANDARD.encode(png(text)?))
+    })
 }
 
 /// Encodes `text` in a QR code and returns the PNG bytes.

@@ -62,7 +62,7 @@ impl TotpSecret {
     /// The comparison is constant-time (totp-rs compares tokens with
     /// `constant_time_eq`).
     pub fn check(&self, code: &str, unix_time: u64) -> Option<u64> {
-        self.totp().check(code, unix_time)
+        crate::log::profile::during("totp", || self.totp().check(code, unix_time))
     }
 
     /// The code for `unix_time` (tests and tools use it).

@@ -33,6 +33,7 @@ use crate::config::DatabaseSettings;
 use crate::deadline::{self, Deadline, Phase};
 use crate::error::Error;
 use crate::events::{Event, Source};
+use crate::log::profile;
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, Row, SimpleQueryMessage};
@@ -118,7 +119,9 @@ impl Database {
             open: true,
         };
         let sent = Instant::now();
+        profile::mark("tx_open");
         tx.client.batch_execute(&opening)?;
+        profile::mark("work");
         // The server read its clock somewhere within the round trip, so its
         // commit_by may be up to a round trip later than ours. Negligible on
         // a healthy network; when it is not, move the instant back by the
@@ -189,7 +192,7 @@ impl Transaction<'_> {
         statement: &str,
         params: &Params,
     ) -> Result<Vec<Row>, postgres::Error> {
-        self.client.query_typed(statement, params)
+        profile::during("statements", || self.client.query_typed(statement, params))
     }
 
     /// Runs a statement that returns at most one row.
@@ -198,7 +201,9 @@ impl Transaction<'_> {
         statement: &str,
         params: &Params,
     ) -> Result<Option<Row>, postgres::Error> {
-        self.client.query_typed_opt(statement, params)
+        profile::during("statements", || {
+            self.client.query_typed_opt(statement, params)
+        })
     }
 
     /// Runs a statement; the number of rows it changed.
@@ -207,7 +212,9 @@ impl Transaction<'_> {
         statement: &str,
         params: &Params,
     ) -> Result<u64, postgres::Error> {
-        self.client.execute_typed(statement, params)
+        profile::during("statements", || {
+            self.client.execute_typed(statement, params)
+        })
     }
 
     /// Runs statements without parameters (a `LOCK TABLE`, say).
@@ -217,7 +224,7 @@ impl Transaction<'_> {
 
     fn commit(&mut self) -> Result<(), Error> {
         if !self.events.is_empty() {
-            self.write_events()?;
+            profile::during("events", || self.write_events())?;
         }
         // Whatever its outcome, a COMMIT ends the transaction.
         self.open = false;
