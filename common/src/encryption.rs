@@ -18,23 +18,11 @@ impl Keyring {
     /// Parses one key per line, ignoring blank lines. The error says what is
     /// wrong and on which line, never the key itself.
     pub fn parse(text: &str) -> Result<Keyring, String> {
-        let mut keys = Vec::new();
-        for (index, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() {
-                continue;
-            }
-            let key = Fernet::new(line).ok_or_else(|| {
-                format!(
-                    "line {} is not a Fernet key (32 bytes in URL-safe base64)",
-                    index + 1
-                )
-            })?;
-            keys.push(key);
-        }
-        if keys.is_empty() {
-            return Err("holds no key".to_owned());
-        }
+        let keys = crate::keyfile::parse(
+            text,
+            "a Fernet key (32 bytes in URL-safe base64)",
+            Fernet::new,
+        )?;
         Ok(Keyring { keys })
     }
 

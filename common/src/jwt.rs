@@ -39,29 +39,14 @@ impl SigningKeys {
     /// Parses one base64 Ed25519 seed per line, ignoring blank lines. The
     /// error says which line is wrong, never what it holds.
     pub fn parse(text: &str) -> Result<SigningKeys, String> {
-        let mut keys = Vec::new();
-        for (index, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() {
-                continue;
-            }
-            let seed: [u8; 32] = decode_base64(line)
-                .and_then(|bytes| bytes.try_into().ok())
-                .ok_or_else(|| {
-                    format!(
-                        "line {} is not an Ed25519 key (32 bytes in base64)",
-                        index + 1
-                    )
-                })?;
+        let keys = crate::keyfile::parse(text, "an Ed25519 key (32 bytes in base64)", |line| {
+            let seed: [u8; 32] = decode_base64(line)?.try_into().ok()?;
             let key = SigningKey::from_bytes(&seed);
-            keys.push(NamedKey {
+            Some(NamedKey {
                 kid: thumbprint(&public_x(&key)),
                 key,
-            });
-        }
-        if keys.is_empty() {
-            return Err("holds no key".to_owned());
-        }
+            })
+        })?;
         Ok(SigningKeys { keys })
     }
 

@@ -90,8 +90,7 @@ impl RandomBytes {
 
     fn next(&mut self) -> Result<u8, Error> {
         if self.used == self.buffer.len() {
-            getrandom::fill(&mut self.buffer)
-                .map_err(|e| Error::Internal(format!("getrandom failed: {e}")))?;
+            crate::random::fill(&mut self.buffer)?;
             self.used = 0;
         }
         self.used += 1;

@@ -237,7 +237,7 @@ fn issue(
 /// `bytes` random bytes from the operating system, base64url.
 fn random_token(bytes: usize) -> Result<String, Error> {
     let mut random = vec![0u8; bytes];
-    getrandom::fill(&mut random).map_err(|e| Error::Internal(format!("getrandom failed: {e}")))?;
+    crate::random::fill(&mut random)?;
     Ok(URL_SAFE_NO_PAD.encode(random))
 }
 

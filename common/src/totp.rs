@@ -29,8 +29,7 @@ impl TotpSecret {
     /// Draws a new secret from the operating system's generator.
     pub fn generate() -> Result<TotpSecret, Error> {
         let mut bytes = vec![0u8; SECRET_BYTES];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| Error::Internal(format!("getrandom failed: {e}")))?;
+        crate::random::fill(&mut bytes)?;
         Ok(TotpSecret { bytes })
     }
 
