@@ -80,7 +80,8 @@ PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
         images push deploy secrets db up bench run pg-deps db-roles container-deps podman-conf \
-        image-contexts unlock tls-deps db-postgres db-cnpg db-schema database-choice edge docker-deps musl-deps audit audit-deps
+        image-contexts unlock tls-deps db-postgres db-cnpg db-schema database-choice edge docker-deps musl-deps audit audit-deps \
+        pooler-deps
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -269,8 +270,19 @@ tls-deps:
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssl; \
 	fi
 
-# Everything the tests use: PostgreSQL, Chromium and axe-core, openssl, cargo-audit, the Python peers of the parity tests.
-test-deps: pg-deps browser-deps $(AXE) tls-deps audit-deps $(PYTHON)
+# PgBouncer, the connection pooler tests/pooler.rs starts in front of the
+# test database (Debian's 1.18, as measured in production-like runs). On a
+# machine with an init system, the package also starts its own service on
+# port 6432; the tests start PgBouncers of their own and never use it.
+pooler-deps:
+	@if ! command -v pgbouncer >/dev/null && ! test -x /usr/sbin/pgbouncer; then \
+	    echo "Installing pgbouncer from Debian's packages"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends pgbouncer; \
+	fi
+
+# Everything the tests use: PostgreSQL, PgBouncer, Chromium and axe-core, openssl, cargo-audit, the Python peers of the parity tests.
+test-deps: pg-deps pooler-deps browser-deps $(AXE) tls-deps audit-deps $(PYTHON)
 
 $(PYTHON): tests/requirements.txt
 	@python3 -m venv --help >/dev/null 2>&1 || { \

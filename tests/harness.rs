@@ -11,6 +11,10 @@
 //! way with unique usernames; the few that need a database of their own
 //! create and drop it.
 //!
+//! Modules beside this file: the function images (`containers`), a PgBouncer in front of a
+//! test database (`pgbouncer`), and a primary with its synchronous standby
+//! and a failover under load (`replication`).
+//!
 //! The functions always log in as the functions' role (`FunctionRole`: only
 //! SELECT, INSERT and UPDATE on the tables), never as the administrator, so
 //! that every test also proves that those grants suffice.
@@ -25,6 +29,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 pub mod containers;
+pub mod pgbouncer;
+pub mod replication;
 
 /// The root of the repository.
 pub fn repo_root() -> PathBuf {
@@ -35,10 +41,15 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Where cargo put the function binaries: the test executable lives in
-/// `target/<profile>/deps/`, the binaries in `target/<profile>/`.
+/// `target/<profile>/deps/`, the binaries in `target/<profile>/`, beside
+/// `make bench`'s driver (which uses the harness too).
 pub fn binary(function: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join(function);
+    let mut dir = exe.parent().unwrap();
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir = dir.parent().unwrap();
+    }
+    let path = dir.join(function);
     assert!(
         path.exists(),
         "{} is missing: build the workspace first (make test does)",
@@ -712,27 +723,12 @@ impl Cluster {
     /// A new cluster with the schema applied to database `cofrap_db`;
     /// `settings` are extra `postgresql.conf` lines.
     pub fn start(settings: &str) -> Cluster {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL is not installed (make test installs it)")
-            .map(|entry| entry.unwrap().path().join("bin"))
-            .filter(|bin| bin.join("initdb").exists())
-            .max_by_key(|bin| {
-                bin.parent()
-                    .and_then(|v| v.file_name())
-                    .and_then(|v| v.to_str())
-                    .and_then(|v| v.parse::<u32>().ok())
-                    .unwrap_or(0)
-            })
-            .expect("no initdb under /usr/lib/postgresql");
+        let bin = postgres_bin();
         let dir = std::env::temp_dir().join(unique("cofrap-cluster-"));
         std::fs::create_dir_all(dir.join("run")).unwrap();
         let password = unique("pw");
         std::fs::write(dir.join("pwfile"), format!("{password}\n")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let cluster = Cluster {
             server: Server {
                 host: "127.0.0.1".into(),
@@ -856,6 +852,32 @@ impl Drop for Cluster {
         });
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The `bin` folder of the newest PostgreSQL installed (initdb, pg_ctl,
+/// pg_basebackup).
+fn postgres_bin() -> PathBuf {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed (make test installs it)")
+        .map(|entry| entry.unwrap().path().join("bin"))
+        .filter(|bin| bin.join("initdb").exists())
+        .max_by_key(|bin| {
+            bin.parent()
+                .and_then(|v| v.file_name())
+                .and_then(|v| v.to_str())
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0)
+        })
+        .expect("no initdb under /usr/lib/postgresql")
+}
+
+/// A TCP port of 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Whether the tests run as root (`make test` does, as CI does).

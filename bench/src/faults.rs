@@ -1,13 +1,20 @@
 //! The fault section of BENCHMARKS.md: how long a function takes to answer
 //! when the database fails, at the production deadline (8 s, stack.yaml),
-//! and what TLS to the database costs per request.
+//! how long the functions take to follow a failover, and what TLS to the
+//! database costs per request.
 //!
 //! The faults are those of tests/faults.rs, which checks the answers; here
 //! only their timing is recorded. Faults that would disturb the main
 //! measurements (a held lock, a stopped server) run on a cluster of their own.
+//! The failover is tests/failover.rs's: a primary and a synchronous standby,
+//! the functions given both, the primary killed under load (see the tests'
+//! `replication` module).
 
 use super::{median, Environment};
-use cofrap_tests::{tls_certificates, tls_settings, unique, Cluster};
+use cofrap_tests::replication::{Load, PrimaryAndStandby};
+use cofrap_tests::{
+    run_with_input, tls_certificates, tls_settings, unique, Cluster, FunctionRole, Output,
+};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +25,8 @@ const QUICK_RUNS: usize = 10;
 const SLOW_RUNS: usize = 3;
 /// Runs per TLS mode.
 const TLS_RUNS: usize = 30;
+/// Failovers, each on a primary and standby of its own.
+const FAILOVER_RUNS: usize = 3;
 
 /// One fault's timings.
 struct Fault {
@@ -265,6 +274,9 @@ pub fn section(base: &Environment, secrets: &std::path::Path) -> String {
          its margin (1 s): about 7 s. A silent server is answered by the deadline's guard: 8 s."
     );
 
+    out.push_str(&failover_section(base, secrets));
+    log_in_as(secrets, &cluster.server.user, &cluster.server.password);
+    let w = &mut out;
     let _ = writeln!(w, "\n## TLS to the database\n");
     let _ = writeln!(
         w,
@@ -285,6 +297,99 @@ pub fn section(base: &Environment, secrets: &std::path::Path) -> String {
             median(cpus.clone()),
             wall - plain
         );
+    }
+    out
+}
+
+/// The failover of tests/failover.rs, timed: from `pg_ctl stop -m immediate`
+/// of the primary to the first success of a request sent after it, at the
+/// production deadline and bcrypt cost, with the release binaries.
+fn failover_section(base: &Environment, secrets: &std::path::Path) -> String {
+    let role = FunctionRole::from_test_secrets();
+    log_in_as(secrets, &role.user, &role.password);
+    let load = Load {
+        clients: 24,
+        parallel: 4,
+        kill_after_created: 8,
+        patience: Duration::from_secs(30),
+        step_patience: Duration::from_secs(30),
+    };
+    let mut rows = Vec::new();
+    for run in 1..=FAILOVER_RUNS {
+        eprintln!("failover: run {run} of {FAILOVER_RUNS}");
+        let pair = PrimaryAndStandby::start();
+        let mut variables: Vec<(String, String)> = base
+            .variables
+            .iter()
+            .filter(|(k, _)| k.starts_with("SECRETS_DIR") || k == "BCRYPT_COST")
+            .cloned()
+            .collect();
+        variables.extend([
+            ("POSTGRES_HOST".into(), pair.host_list()),
+            ("POSTGRES_PORT".into(), pair.primary.port.to_string()),
+            ("POSTGRES_DB".into(), "cofrap_db".into()),
+            ("POSTGRES_SSLMODE".into(), "disable".into()),
+            ("REQUEST_DEADLINE_MS".into(), "8000".into()),
+        ]);
+        let run_function = |function: &str, body: &[u8]| {
+            let output = run_with_input(
+                std::process::Command::new(super::binary(function))
+                    .env_clear()
+                    .envs(variables.iter().map(|(k, v)| (k, v))),
+                body,
+            );
+            Output {
+                status: output.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }
+        };
+        let report = pair.fail_over_under_load(&load, &run_function);
+        let ms = |d: Option<Duration>| match d {
+            Some(d) => format!("{:.0}", d.as_secs_f64() * 1000.0),
+            None => "none".to_owned(),
+        };
+        let retryable = report.answers.iter().filter(|a| a.is_retryable()).count();
+        let other = report
+            .answers
+            .iter()
+            .filter(|a| !a.is_success() && !a.is_retryable() && !a.replay)
+            .count();
+        let signed_in = report.clients.iter().filter(|c| c.signed_in).count();
+        if report.killed_at.is_none() {
+            eprintln!("failover: never under way: {}", report.first_answers(4));
+        }
+        rows.push(format!(
+            "| {run} | {} | {} | {} | {retryable} | {other} | {signed_in} of {} |",
+            ms(report.promoted_after),
+            ms(report.first_success_after_kill()),
+            report.answers.len(),
+            load.clients
+        ));
+    }
+
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "\n## Following a failover\n");
+    let _ = writeln!(
+        w,
+        "The setup of tests/failover.rs, {FAILOVER_RUNS} times, each on a new primary and \
+         synchronous standby (`pg_basebackup -R`) on this machine, `POSTGRES_HOST` naming both: \
+         {} clients, {} at a time, each creating an account with a request id, enrolling and \
+         signing in, retrying every 100 ms what a retryable code answers. Once {} accounts are \
+         created, the primary is stopped with `pg_ctl stop -m immediate` and the standby promoted \
+         with `pg_ctl promote`. Times from the moment the stop returned; the first success is that \
+         of a request sent after it. Production deadline (8 s) and bcrypt cost (12), release \
+         binaries.\n",
+        load.clients, load.parallel, load.kill_after_created
+    );
+    let _ = writeln!(
+        w,
+        "| run | promoted after ms | first success after ms | answers | retryable | other | clients signed in |"
+    );
+    let _ = writeln!(w, "|---:|---:|---:|---:|---:|---:|---|");
+    for row in rows {
+        let _ = writeln!(w, "{row}");
     }
     out
 }
