@@ -10,13 +10,14 @@
 //! the functions given both, the primary killed under load (see the tests'
 //! `replication` module).
 
-use super::{median, Environment};
+use crate::measure::{median, Environment};
 use cofrap_tests::replication::{Load, PrimaryAndStandby};
 use cofrap_tests::{
     run_with_input, tls_certificates, tls_settings, unique, Cluster, FunctionRole, Output,
 };
 use serde_json::{json, Value};
 use std::fmt::Write as _;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ const TLS_RUNS: usize = 30;
 const FAILOVER_RUNS: usize = 3;
 
 /// One fault's timings.
+#[derive(Clone)]
 struct Fault {
     what: &'static str,
     code: String,
@@ -84,49 +86,80 @@ fn log_in_as(secrets: &std::path::Path, user: &str, password: &str) {
     std::fs::write(secrets.join("db-credentials-password"), password).unwrap();
 }
 
-/// Measures every fault; `base` is the bench's environment, whose secrets
-/// directory is reused (its user and password are replaced).
-pub fn section(base: &Environment, secrets: &std::path::Path) -> String {
+/// Measures every fault, the failover and TLS; `base` is the bench's
+/// environment, whose secrets directory is reused (its user and password
+/// are replaced).
+pub fn section(base: &Environment, secrets: &Path) -> String {
     let certs = tls_certificates();
     let cluster = Cluster::start(&tls_settings(&certs));
     log_in_as(secrets, &cluster.server.user, &cluster.server.password);
     let env = environment(base, &cluster);
-    let mut faults = Vec::new();
+    let mut faults = quick_faults(base, &env, &cluster, secrets);
+    let terminated = terminated_in_a_loop(&env, &cluster);
+    if !terminated.fault.walls.is_empty() {
+        faults.push(terminated.fault.clone());
+    }
+    faults.extend(slow_faults(base, &env, &cluster));
+    let modes = tls_modes(base, &cluster, secrets, &certs);
+    let _ = std::fs::remove_dir_all(&certs);
+    let mut out = fault_table(&faults, &terminated);
+    out.push_str(&failover_section(base, secrets));
+    log_in_as(secrets, &cluster.server.user, &cluster.server.password);
+    out.push_str(&tls_table(&modes));
+    out
+}
 
-    eprintln!("faults: healthy, refused, wrong password");
-    faults.push(measure(&env, "none (an account created)", QUICK_RUNS));
-    let mut refused = environment(base, &cluster);
+/// Faults answered at once: none, nothing listening, no connection slot.
+fn quick_faults(
+    base: &Environment,
+    env: &Environment,
+    cluster: &Cluster,
+    secrets: &Path,
+) -> Vec<Fault> {
+    eprintln!("faults: healthy, refused, slots exhausted");
+    let mut faults = vec![measure(env, "none (an account created)", QUICK_RUNS)];
+    let mut refused = environment(base, cluster);
     refused.set("POSTGRES_PORT", "1");
     faults.push(measure(
         &refused,
         "nothing listens (connection refused)",
         QUICK_RUNS,
     ));
-
-    eprintln!("faults: connection slots exhausted");
-    let mut admin = cluster.connect();
     let role = unique("slots");
-    admin
+    cluster
+        .connect()
         .batch_execute(&format!(
             "CREATE ROLE {role} LOGIN PASSWORD '{role}' CONNECTION LIMIT 0"
         ))
         .unwrap();
     log_in_as(secrets, &role, &role);
     faults.push(measure(
-        &env,
+        env,
         "connection slots exhausted (53300)",
         QUICK_RUNS,
     ));
     log_in_as(secrets, &cluster.server.user, &cluster.server.password);
+    faults
+}
 
+/// What the loop of terminated backends gave.
+struct Terminated {
+    fault: Fault,
+    created: usize,
+    orphans: i64,
+}
+
+/// 100 creations while the server's backends are terminated every 300 ms.
+fn terminated_in_a_loop(env: &Environment, cluster: &Cluster) -> Terminated {
     eprintln!("faults: backends terminated in a loop");
     let stop = AtomicBool::new(false);
-    let mut terminated = Fault {
-        what: "backends terminated in a loop (failed requests only)",
+    let what = "backends terminated in a loop (failed requests only)";
+    let mut fault = Fault {
+        what,
         code: String::new(),
         walls: Vec::new(),
     };
-    let (mut created, mut orphans) = (0, 0);
+    let (mut created, mut failed) = (0, Vec::new());
     std::thread::scope(|scope| {
         scope.spawn(|| {
             let mut killer = cluster.connect();
@@ -141,60 +174,59 @@ pub fn section(base: &Environment, secrets: &std::path::Path) -> String {
                 std::thread::sleep(Duration::from_millis(300));
             }
         });
-        let mut failed = Vec::new();
         for _ in 0..100 {
             let user = unique("killed-");
             let (sample, response) = env.run("generate-password", &json!({ "username": user }));
             if response.get("qr_code_base64").is_some() {
                 created += 1;
-            } else {
-                terminated.walls.push(sample.wall_ms);
-                let code = code(&response);
-                if !terminated.code.contains(&code) {
-                    if !terminated.code.is_empty() {
-                        terminated.code.push_str(", ");
-                    }
-                    terminated.code.push_str(&code);
-                }
-                failed.push(user);
+                continue;
             }
+            fault.walls.push(sample.wall_ms);
+            let code = code(&response);
+            if !fault.code.split(", ").any(|seen| seen == code) {
+                if !fault.code.is_empty() {
+                    fault.code.push_str(", ");
+                }
+                fault.code.push_str(&code);
+            }
+            failed.push(user);
         }
         stop.store(true, Ordering::Relaxed);
-        orphans = admin
-            .query_one(
-                "SELECT count(*) FROM users WHERE username = ANY($1)",
-                &[&failed],
-            )
-            .unwrap()
-            .get::<_, i64>(0);
     });
-    let terminated_failed = terminated.walls.len();
-    if !terminated.walls.is_empty() {
-        faults.push(terminated);
+    let mut admin = cluster.connect();
+    let orphans = admin
+        .query_one(
+            "SELECT count(*) FROM users WHERE username = ANY($1)",
+            &[&failed],
+        )
+        .unwrap()
+        .get::<_, i64>(0);
+    Terminated {
+        fault,
+        created,
+        orphans,
     }
+}
 
+/// Faults answered at the deadline: a held lock, a silent server; and a
+/// stopped database.
+fn slow_faults(base: &Environment, env: &Environment, cluster: &Cluster) -> Vec<Fault> {
     eprintln!("faults: a held table lock");
     let mut holder = cluster.connect();
     holder
         .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
         .unwrap();
-    faults.push(measure(
-        &env,
-        "`users` locked by another session",
-        SLOW_RUNS,
-    ));
+    let mut faults = vec![measure(env, "`users` locked by another session", SLOW_RUNS)];
     holder.batch_execute("COMMIT").unwrap();
 
     eprintln!("faults: a server that never answers");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            held.push(stream);
-        }
+        let held: Vec<_> = listener.incoming().collect();
+        drop(held);
     });
-    let mut silent = environment(base, &cluster);
+    let mut silent = environment(base, cluster);
     silent.set("POSTGRES_PORT", &silent_port.to_string());
     faults.push(measure(
         &silent,
@@ -204,9 +236,20 @@ pub fn section(base: &Environment, secrets: &std::path::Path) -> String {
 
     eprintln!("faults: the database stopped");
     cluster.stop();
-    faults.push(measure(&env, "the database stopped", QUICK_RUNS));
+    faults.push(measure(env, "the database stopped", QUICK_RUNS));
     cluster.start_again();
+    faults
+}
 
+/// The floor by sslmode, interleaved so that the machine's drift touches
+/// every mode alike (the first runs warm the caches and are not kept):
+/// (mode, walls, CPU times).
+fn tls_modes(
+    base: &Environment,
+    cluster: &Cluster,
+    secrets: &Path,
+    certs: &Path,
+) -> Vec<(&'static str, Vec<f64>, Vec<f64>)> {
     eprintln!("TLS: the floor by sslmode");
     let ca = std::fs::read_to_string(certs.join("ca.pem")).unwrap();
     std::fs::write(secrets.join("db-ca-certificate"), ca).unwrap();
@@ -214,19 +257,17 @@ pub fn section(base: &Environment, secrets: &std::path::Path) -> String {
         ["disable", "require", "verify-full"]
             .into_iter()
             .map(|mode| {
-                let mut env = environment(base, &cluster);
+                let mut env = environment(base, cluster);
                 env.set("POSTGRES_HOST", "localhost");
                 env.set("POSTGRES_SSLMODE", mode);
                 (mode, env, Vec::new(), Vec::new())
             })
             .collect();
     for run in 0..TLS_RUNS + 3 {
-        // Interleaved, so that the machine's drift touches every mode alike;
-        // the first runs warm the caches and are not kept.
         for (mode, env, walls, cpus) in &mut modes {
             let (sample, response) = env.run("floor", &json!({ "username": "nobody" }));
             assert!(
-                response.get("exists").is_some(),
+                response["connected"] == true,
                 "floor with {mode}: {response}"
             );
             if run >= 3 {
@@ -236,48 +277,55 @@ pub fn section(base: &Environment, secrets: &std::path::Path) -> String {
         }
     }
     std::fs::remove_file(secrets.join("db-ca-certificate")).unwrap();
-    let _ = std::fs::remove_dir_all(&certs);
+    modes
+        .into_iter()
+        .map(|(mode, _, walls, cpus)| (mode, walls, cpus))
+        .collect()
+}
 
-    let mut out = String::new();
-    let w = &mut out;
-    let _ = writeln!(w, "\n## Database faults\n");
+fn fault_table(faults: &[Fault], terminated: &Terminated) -> String {
+    let mut w = String::from("\n## Database faults\n\n");
     let _ = writeln!(
         w,
         "generate-password against a cluster of its own, at the production deadline \
          (`REQUEST_DEADLINE_MS` 8000, exec_timeout 10 s). Time to answer, as the client of the \
          process sees it; tests/faults.rs checks the answers and counts orphans.\n"
     );
-    let _ = writeln!(w, "| fault | answer | runs | median ms | max ms |");
-    let _ = writeln!(w, "|---|---|---:|---:|---:|");
-    for fault in &faults {
+    let _ = writeln!(
+        w,
+        "| fault | answer | runs | median ms | max ms |\n|---|---|---:|---:|---:|"
+    );
+    for fault in faults {
         let max = fault.walls.iter().copied().fold(0.0, f64::max);
+        let median = median(fault.walls.clone());
         let _ = writeln!(
             w,
-            "| {} | `{}` | {} | {:.1} | {:.1} |",
+            "| {} | `{}` | {} | {median:.1} | {max:.1} |",
             fault.what,
             fault.code,
-            fault.walls.len(),
-            median(fault.walls.clone()),
-            max
+            fault.walls.len()
         );
     }
     let _ = writeln!(
         w,
-        "\nBackends terminated every 300 ms during 100 requests: {created} accounts created and \
-         answered, {terminated_failed} requests answered with an error, {orphans} orphan account(s) \
-         (committed, then the connection was cut before the reply: see the README, \
-         \"a commit whose reply is lost\")."
+        "\nBackends terminated every 300 ms during 100 requests: {} accounts created and \
+         answered, {} requests answered with an error, {} orphan account(s) (committed, then \
+         the connection was cut before the reply: see the README, \"a commit whose reply is \
+         lost\").",
+        terminated.created,
+        terminated.fault.walls.len(),
+        terminated.orphans
     );
     let _ = writeln!(
         w,
         "\nA held lock is answered by the server's own lock timeout, set to the deadline less \
          its margin (1 s): about 7 s. A silent server is answered by the deadline's guard: 8 s."
     );
+    w
+}
 
-    out.push_str(&failover_section(base, secrets));
-    log_in_as(secrets, &cluster.server.user, &cluster.server.password);
-    let w = &mut out;
-    let _ = writeln!(w, "\n## TLS to the database\n");
+fn tls_table(modes: &[(&str, Vec<f64>, Vec<f64>)]) -> String {
+    let mut w = String::from("\n## TLS to the database\n\n");
     let _ = writeln!(
         w,
         "The floor (connect, one query) by `POSTGRES_SSLMODE`, {TLS_RUNS} runs each, interleaved, \
@@ -285,20 +333,15 @@ pub fn section(base: &Environment, secrets: &std::path::Path) -> String {
     );
     let _ = writeln!(
         w,
-        "| sslmode | median ms | median CPU ms | cost over disable ms |"
+        "| sslmode | median ms | median CPU ms | cost over disable ms |\n|---|---:|---:|---:|"
     );
-    let _ = writeln!(w, "|---|---:|---:|---:|");
-    let plain = median(modes[0].2.clone());
-    for (mode, _, walls, cpus) in &modes {
+    let plain = median(modes[0].1.clone());
+    for (mode, walls, cpus) in modes {
         let wall = median(walls.clone());
-        let _ = writeln!(
-            w,
-            "| {mode} | {wall:.1} | {:.1} | {:.1} |",
-            median(cpus.clone()),
-            wall - plain
-        );
+        let cpu = median(cpus.clone());
+        let _ = writeln!(w, "| {mode} | {wall:.1} | {cpu:.1} | {:.1} |", wall - plain);
     }
-    out
+    w
 }
 
 /// The failover of tests/failover.rs, timed: from `pg_ctl stop -m immediate`
@@ -333,7 +376,7 @@ fn failover_section(base: &Environment, secrets: &std::path::Path) -> String {
         ]);
         let run_function = |function: &str, body: &[u8]| {
             let output = run_with_input(
-                std::process::Command::new(super::binary(function))
+                std::process::Command::new(crate::measure::binary(function))
                     .env_clear()
                     .envs(variables.iter().map(|(k, v)| (k, v))),
                 body,
@@ -368,6 +411,10 @@ fn failover_section(base: &Environment, secrets: &std::path::Path) -> String {
         ));
     }
 
+    failover_table(&load, &rows)
+}
+
+fn failover_table(load: &Load, rows: &[String]) -> String {
     let mut out = String::new();
     let w = &mut out;
     let _ = writeln!(w, "\n## Following a failover\n");
