@@ -427,8 +427,9 @@ impl Account {
 /// whose skeleton is not computed yet (a row of the Python version's, or of
 /// a name that already collided when migration 0005 came) with its exact
 /// compared form ($2), which wins when both exist. The one definition of
-/// "the account named so", for the functions ([`READ_ACCOUNT`]) and for
-/// cofrap-admin ([`find`]); a macro so that both statements are constants.
+/// "the account named so", for the functions ([`READ_ACCOUNT`], and
+/// generate-password's retry in [`crate::request_id`]) and for cofrap-admin
+/// ([`find`]); a macro so that every statement stays a constant.
 macro_rules! named_account {
     () => {
         "
@@ -438,6 +439,8 @@ macro_rules! named_account {
      LIMIT 1"
     };
 }
+
+pub(crate) use named_account;
 
 /// The account a name designates ([`named_account`]) with its
 /// time-dependent states; $3 is the enrollment window in seconds.
