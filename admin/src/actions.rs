@@ -256,8 +256,8 @@ pub fn reset_two_factor(db: &mut Database, designation: &Designation) -> Outcome
         );
         let mut sentence = format!(
             "account {} ({:?}): 2FA reset, {}. Its owner now enrolls a new authenticator with \
-             the password (generate-2fa, the page's \"lost QR code\" step) within the \
-             enrollment window; until its first good code nobody signs in",
+             the password (generate-2fa) within the enrollment window; until its first good \
+             code nobody signs in",
             account.id,
             account.username,
             sessions(ended)

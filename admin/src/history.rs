@@ -442,6 +442,21 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_kind_of_event() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("### Account events")
+            .expect("no events section");
+        let section = &readme[start..start + readme[start..].find("\n### ").unwrap()];
+        for kind in kind::ALL {
+            assert!(
+                section.contains(&format!("\n| `{kind}` |")),
+                "the README's table of events lacks {kind}"
+            );
+        }
+    }
+
+    #[test]
     fn addresses_and_networks() {
         assert_eq!(
             Network::parse("198.51.100.7"),
