@@ -269,6 +269,7 @@ fn run(cli: Cli, deadline: &Deadline) -> Outcome {
         }
         _ => Some(operator_name(operator)?),
     };
+    let work = prepare(command)?;
     let settings = connection::settings()?;
     let mut db = connection::connect(&settings, deadline)?;
     if let Some(operator) = acting {
@@ -278,17 +279,24 @@ fn run(cli: Cli, deadline: &Deadline) -> Outcome {
             ..Source::default()
         });
     }
-    dispatch(command, &mut db)
+    work(&mut db)
 }
 
-fn dispatch(command: Command, db: &mut Database) -> Outcome {
+/// A command, its arguments checked, ready to run on the database.
+type Work = Box<dyn FnOnce(&mut Database) -> Outcome>;
+
+fn prepare(command: Command) -> Result<Work, Failure> {
     let designate = |user: &str| Designation::parse(user).map_err(Failure::Usage);
-    match command {
-        Command::Show { user } => accounts::show(db, &designate(&user)?),
+    let since = |text: &str| history::Since::parse(text).map_err(Failure::Usage);
+    Ok(match command {
+        Command::Show { user } => {
+            let designation = designate(&user)?;
+            Box::new(move |db| accounts::show(db, &designation))
+        }
         Command::Events {
             user,
             source,
-            since,
+            since: period,
             limit,
         } => {
             let whose = match (user, source) {
@@ -296,21 +304,39 @@ fn dispatch(command: Command, db: &mut Database) -> Outcome {
                 (None, Some(source)) => history::Whose::Address(
                     history::Network::parse(&source).map_err(Failure::Usage)?,
                 ),
-                (None, None) => unreachable!("clap requires one of them"),
+                (None, None) => {
+                    return Err(Failure::Usage(
+                        "events of whom: a USER, or --source ADDRESS".to_owned(),
+                    ))
+                }
             };
-            let since = since
-                .as_deref()
-                .map(history::Since::parse)
-                .transpose()
-                .map_err(Failure::Usage)?;
-            history::events(db, &whose, since.as_ref(), limit)
+            let period = period.as_deref().map(since).transpose()?;
+            Box::new(move |db| history::events(db, &whose, period.as_ref(), limit))
         }
-        Command::Unlock { user } => actions::unlock(db, &designate(&user)?),
-        Command::Disable { user } => actions::disable(db, &designate(&user)?),
-        Command::Enable { user } => actions::enable(db, &designate(&user)?),
-        Command::Expire { user } => actions::expire(db, &designate(&user)?),
-        Command::SignOut { user } => actions::sign_out(db, &designate(&user)?),
-        Command::Reset2fa { user } => actions::reset_two_factor(db, &designate(&user)?),
+        Command::Unlock { user } => {
+            let designation = designate(&user)?;
+            Box::new(move |db| actions::unlock(db, &designation))
+        }
+        Command::Disable { user } => {
+            let designation = designate(&user)?;
+            Box::new(move |db| actions::disable(db, &designation))
+        }
+        Command::Enable { user } => {
+            let designation = designate(&user)?;
+            Box::new(move |db| actions::enable(db, &designation))
+        }
+        Command::Expire { user } => {
+            let designation = designate(&user)?;
+            Box::new(move |db| actions::expire(db, &designation))
+        }
+        Command::SignOut { user } => {
+            let designation = designate(&user)?;
+            Box::new(move |db| actions::sign_out(db, &designation))
+        }
+        Command::Reset2fa { user } => {
+            let designation = designate(&user)?;
+            Box::new(move |db| actions::reset_two_factor(db, &designation))
+        }
         Command::Delete { user, yes } => {
             let designation = designate(&user)?;
             if !yes {
@@ -318,18 +344,19 @@ fn dispatch(command: Command, db: &mut Database) -> Outcome {
                     "erasing {designation} cannot be undone: add --yes to confirm"
                 )));
             }
-            actions::delete(db, &designation)
+            Box::new(move |db| actions::delete(db, &designation))
         }
-        Command::Report { since } => {
-            history::report(db, &history::Since::parse(&since).map_err(Failure::Usage)?)
+        Command::Report { since: period } => {
+            let period = since(&period)?;
+            Box::new(move |db| history::report(db, &period))
         }
-        Command::Prune { older_than } => history::prune(db, older_than),
-        Command::Rekey => {
+        Command::Prune { older_than } => Box::new(move |db| history::prune(db, older_than)),
+        Command::Rekey => Box::new(|db| {
             let text = rekey::run(db)?;
             Ok(Answer {
                 json: Value::String(text.clone()),
                 text,
             })
-        }
-    }
+        }),
+    })
 }
