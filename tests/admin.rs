@@ -530,12 +530,15 @@ fn erasure_removes_the_account_and_its_sessions_and_keeps_nameless_events() {
     let unconfirmed = functions.admin(&["delete", &user]);
     assert_eq!(unconfirmed.status, 2, "{unconfirmed:?}");
     assert!(unconfirmed.stderr.contains("--yes"), "{unconfirmed:?}");
-    assert_eq!(count_accounts(&mut functions.db(), &[user.clone()]), 1);
+    assert_eq!(
+        count_accounts(&mut functions.db(), std::slice::from_ref(&user)),
+        1
+    );
 
     let erased = functions.admin(&["delete", &user, "--yes"]);
     assert_eq!(erased.status, 0, "{erased:?}");
     let mut db = functions.db();
-    assert_eq!(count_accounts(&mut db, &[user.clone()]), 0);
+    assert_eq!(count_accounts(&mut db, std::slice::from_ref(&user)), 0);
     let sessions: i64 = db
         .query_one("SELECT count(*) FROM sessions WHERE user_id = $1", &[&id])
         .unwrap()
