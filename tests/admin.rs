@@ -396,7 +396,10 @@ fn every_state_change_and_refusal_is_an_event_and_none_holds_a_secret() {
 
 #[test]
 fn a_disabled_account_is_refused_exactly_like_a_wrong_password_and_its_sessions_end() {
-    let functions = Functions::new();
+    let mut functions = Functions::new();
+    // The functions' profile counts each request's bcrypt work.
+    functions.set("COFRAP_PROFILE", "1");
+    let work = |output: &Output| output.log()["profile"]["bcrypt_work"].clone();
     let user = unique("disabled");
     let (password, secret) = functions.enrolled_account(&user);
     let step = current_step();
@@ -420,6 +423,12 @@ fn a_disabled_account_is_refused_exactly_like_a_wrong_password_and_its_sessions_
     let refused = sign_in(&functions, &user, &password, &code_at(&secret, step * 30));
     assert_eq!(refused.stdout, wrong_password.stdout);
     assert_eq!(refused.status, wrong_password.status);
+    assert_eq!(
+        work(&refused),
+        work(&wrong_password),
+        "the same bcrypt work"
+    );
+    assert!(work(&refused).as_u64().is_some_and(|work| work > 0));
     let refused_enrollment = functions.run(
         "generate-2fa",
         json!({"username": user, "password": password})
@@ -427,6 +436,7 @@ fn a_disabled_account_is_refused_exactly_like_a_wrong_password_and_its_sessions_
             .as_bytes(),
     );
     assert_eq!(refused_enrollment.stdout, wrong_enrollment.stdout);
+    assert_eq!(work(&refused_enrollment), work(&wrong_enrollment));
     assert_eq!(
         functions.call("refresh", json!({"refresh_token": token}))["code"],
         "invalid_refresh_token"
