@@ -11,6 +11,10 @@ CARGO    ?= cargo
 VENV     := .venv
 # The functions: one binary crate each under bins/.
 FUNCTIONS := $(notdir $(wildcard bins/*))
+# The images: one per function, and the operators' tool cofrap-admin
+# (dockerfiles/admin.Dockerfile), which the schema Job, the events' pruning
+# CronJob and `make admin-job` run.
+IMAGES   := $(FUNCTIONS) cofrap-admin
 # Images: $(REGISTRY)/<function>:$(TAG), as in stack.yaml.
 REGISTRY ?= ghcr.io/cofrap
 TAG      ?= latest
@@ -58,7 +62,7 @@ export CONTAINERS_CONF ?= $(PODMAN_DIR)/containers.conf
 export CONTAINERS_STORAGE_CONF ?= $(PODMAN_DIR)/storage.conf
 OFFLINE_CONTEXTS = $(if $(WATCHDOG),$(if $(filter podman,$(ENGINE)),--pull=never) \
                    --build-context watchdog=target/images/watchdog \
-                   --build-context build=target/images/$$function)
+                   --build-context build=target/images/$$image)
 PYTHON   := $(VENV)/bin/python
 # apt-get needs root: use sudo when we are not root.
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -80,7 +84,7 @@ PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
         images push deploy secrets db up bench run pg-deps db-roles container-deps podman-conf \
-        image-contexts unlock tls-deps db-postgres db-cnpg db-schema database-choice edge docker-deps musl-deps audit audit-deps \
+        image-contexts admin admin-job tls-deps db-postgres db-cnpg db-schema database-choice edge docker-deps musl-deps audit audit-deps \
         pooler-deps
 
 help: ## List the targets
@@ -89,10 +93,10 @@ help: ## List the targets
 build: ## Build the function binaries (release, in target/release/)
 	$(CARGO) build --release --locked --workspace --bins
 
-static: musl-deps ## Fully static musl binaries of the functions in target/x86_64-unknown-linux-musl/release/ (images, empty-root test)
+static: musl-deps ## Fully static musl binaries of the functions and cofrap-admin in target/x86_64-unknown-linux-musl/release/ (images, empty-root test)
 	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL)
 	$(MUSL_CC) RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(MUSL) \
-	    $(addprefix --package ,$(FUNCTIONS))
+	    $(addprefix --package ,$(IMAGES))
 
 run: pg-deps ## Run everything on this machine: PostgreSQL, the functions and the page (http://127.0.0.1:8080)
 	$(CARGO) build --release --locked --workspace --bins
@@ -158,18 +162,24 @@ db-migrate: ## Apply migrations/*.sql as the owner role, then cofrap-admin rekey
 	done
 	@$(ADMIN) rekey
 
-# A hard lock (locked_until = infinity) means someone else holds the
-# password: lifting it marks the account expired, so that its owner's next
-# sign-in renews the credentials.
-unlock: ## Unlock an account locked by failed sign-ins: make unlock USERNAME=alice (on DATABASE_URL or the PG* database)
-	@test -n "$$USERNAME" || { echo "usage: make unlock USERNAME=<username>"; exit 2; }
-	@printf '%s\n' \
-	    "UPDATE users SET expired = expired OR coalesce(locked_until = 'infinity', false)," \
-	    "                 failed_attempts = 0, locked_until = NULL" \
-	    " WHERE username_key = lower(normalize(btrim(:'username'), NFKC))" \
-	    "    OR username = btrim(:'username')" \
-	    " RETURNING id AS unlocked_account_id, expired AS must_renew;" \
-	    | $(PSQL) -v username="$$USERNAME" $${DATABASE_URL:+"$$DATABASE_URL"}
+# cofrap-admin on `make run`'s database (.local/, which dev/run creates),
+# as its administrator (.local/admin's secret files): make admin ARGS="show
+# alice". Actions are written with the operator's name: COFRAP_OPERATOR, or
+# the login name on this machine. LOCAL_DIR and PG_PORT as for dev/run.
+LOCAL_DIR ?= .local
+PG_PORT   ?= 5544
+admin: ## Run cofrap-admin on make run's database: make admin ARGS="show alice" (cofrap-admin --help)
+	@test -f "$(LOCAL_DIR)/admin/db-admin-password" || { \
+	    echo "admin: no database of make run in $(LOCAL_DIR): run make run first" >&2; exit 2; }
+	@env -u DATABASE_URL SECRETS_DIR="$(LOCAL_DIR)/admin" POSTGRES_HOST=127.0.0.1 POSTGRES_PORT=$(PG_PORT) \
+	    POSTGRES_DB=cofrap_db POSTGRES_SSLMODE=disable \
+	    COFRAP_OPERATOR="$${COFRAP_OPERATOR:-$$(id -un)}" $(ADMIN) $(ARGS)
+
+# cofrap-admin in the cluster, as a Job of its own (k8s/admin-job.yaml, run
+# by k8s/admin-job.sh): make admin-job ARGS="show alice". Its image is
+# $(REGISTRY)/cofrap-admin:$(TAG) (make push pushes it).
+admin-job: ## Run cofrap-admin in the cluster as a Job: make admin-job ARGS="unlock alice" (COFRAP_OPERATOR, else your login name)
+	@NAMESPACE=$(NAMESPACE) IMAGE=$(ADMIN_IMAGE) k8s/admin-job.sh $(ARGS)
 
 # PostgreSQL: server, pg_virtualenv, psql.
 pg-deps:
@@ -261,6 +271,7 @@ image-contexts: static
 	    install -D -m 0555 target/$(MUSL)/release/$$function target/images/$$function/out/usr/bin/$$function && \
 	    install -d -m 1777 target/images/$$function/out/tmp || exit 1; \
 	done
+	@install -D -m 0555 target/$(MUSL)/release/cofrap-admin target/images/cofrap-admin/out/usr/bin/cofrap-admin
 
 # openssl, which tests/tls.rs uses to make a CA and the server's certificate.
 tls-deps:
@@ -292,52 +303,55 @@ $(PYTHON): tests/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
-images: ## Build the function images for this machine's platform (Docker, else podman; WATCHDOG=<file>: offline)
+# The Dockerfile of each image: the functions', or cofrap-admin's.
+DOCKERFILE_OF = $$([ $$image = cofrap-admin ] && echo dockerfiles/admin.Dockerfile || echo dockerfiles/Dockerfile)
+
+images: ## Build the function images and cofrap-admin's for this machine's platform (Docker, else podman; WATCHDOG=<file>: offline)
 	@if [ "$(ENGINE)" = podman ]; then $(MAKE) --no-print-directory container-deps podman-conf; fi
 	@if [ -n "$(WATCHDOG)" ]; then $(MAKE) --no-print-directory image-contexts; fi
-	@for function in $(FUNCTIONS); do \
-	    echo "Building $(REGISTRY)/$$function:$(TAG) with $(ENGINE)"; \
+	@for image in $(IMAGES); do \
+	    echo "Building $(REGISTRY)/$$image:$(TAG) with $(ENGINE)"; \
 	    $(ENGINE) build $(OFFLINE_CONTEXTS) \
-	        --build-arg FUNCTION=$$function -f dockerfiles/Dockerfile \
-	        -t $(REGISTRY)/$$function:$(TAG) . || exit 1; \
+	        --build-arg FUNCTION=$$image -f $(DOCKERFILE_OF) \
+	        -t $(REGISTRY)/$$image:$(TAG) . || exit 1; \
 	done
 	@if [ "$(ENGINE)" = podman ]; then podman image prune --force >/dev/null; fi
 
-# make push: each image is pushed as $(REGISTRY)/<function>:$(TAG), then
-# listed by digest ($(REGISTRY)/<function>@sha256:...), the reference that
+# make push: each image is pushed as $(REGISTRY)/<image>:$(TAG), then
+# listed by digest ($(REGISTRY)/<image>@sha256:...), the reference that
 # pins exactly what was pushed. Multi-arch with Docker buildx; otherwise (no
 # buildx, podman, or WATCHDOG set: offline) the images `make images` builds
 # for this machine's platform.
-push: ## Build and push the images (multi-arch with Docker buildx, else this platform); prints their digests
+push: ## Build and push the images, cofrap-admin's too (multi-arch with Docker buildx, else this platform); prints their digests
 	@set -o pipefail; digests=$$(mktemp -d) && trap 'rm -rf "$$digests"' EXIT && \
 	if [ "$(ENGINE)" = podman ]; then \
 	    $(MAKE) --no-print-directory images && \
-	    for function in $(FUNCTIONS); do \
-	        echo "Pushing $(REGISTRY)/$$function:$(TAG) with podman" && \
-	        podman push --quiet --digestfile "$$digests/$$function" $(REGISTRY)/$$function:$(TAG) || exit 1; \
+	    for image in $(IMAGES); do \
+	        echo "Pushing $(REGISTRY)/$$image:$(TAG) with podman" && \
+	        podman push --quiet --digestfile "$$digests/$$image" $(REGISTRY)/$$image:$(TAG) || exit 1; \
 	    done; \
 	elif [ -z "$(WATCHDOG)" ] && docker buildx version >/dev/null 2>&1; then \
-	    for function in $(FUNCTIONS); do \
-	        docker buildx build --platform $(PLATFORMS) --build-arg FUNCTION=$$function \
-	            -f dockerfiles/Dockerfile -t $(REGISTRY)/$$function:$(TAG) \
-	            --metadata-file "$$digests/$$function.json" --push . && \
+	    for image in $(IMAGES); do \
+	        docker buildx build --platform $(PLATFORMS) --build-arg FUNCTION=$$image \
+	            -f $(DOCKERFILE_OF) -t $(REGISTRY)/$$image:$(TAG) \
+	            --metadata-file "$$digests/$$image.json" --push . && \
 	        sed -n 's/.*"containerimage\.digest": *"\(sha256:[0-9a-f]*\)".*/\1/p' \
-	            "$$digests/$$function.json" > "$$digests/$$function" || exit 1; \
+	            "$$digests/$$image.json" > "$$digests/$$image" || exit 1; \
 	    done; \
 	else \
 	    $(MAKE) --no-print-directory images && \
-	    for function in $(FUNCTIONS); do \
-	        docker push $(REGISTRY)/$$function:$(TAG) | tee "$$digests/$$function.log" && \
+	    for image in $(IMAGES); do \
+	        docker push $(REGISTRY)/$$image:$(TAG) | tee "$$digests/$$image.log" && \
 	        sed -n 's/.*digest: \(sha256:[0-9a-f]*\).*/\1/p' \
-	            "$$digests/$$function.log" > "$$digests/$$function" || exit 1; \
+	            "$$digests/$$image.log" > "$$digests/$$image" || exit 1; \
 	    done; \
 	fi && \
 	echo "Pushed, by digest:" && \
-	for function in $(FUNCTIONS); do \
-	    digest=$$(cat "$$digests/$$function") && \
+	for image in $(IMAGES); do \
+	    digest=$$(cat "$$digests/$$image") && \
 	    case "$$digest" in \
-	        sha256:*) echo "$(REGISTRY)/$$function@$$digest" ;; \
-	        *) echo "make push: no digest for $(REGISTRY)/$$function:$(TAG)" >&2; exit 1 ;; \
+	        sha256:*) echo "$(REGISTRY)/$$image@$$digest" ;; \
+	        *) echo "make push: no digest for $(REGISTRY)/$$image:$(TAG)" >&2; exit 1 ;; \
 	    esac; \
 	done
 
@@ -374,7 +388,12 @@ db-cnpg:
 	NAMESPACE=$(NAMESPACE) k8s-secrets/database-secrets.sh ca
 
 # The roles and the schema: migrations/ as the ConfigMap cofrap-migrations,
-# where the database is as the ConfigMap cofrap-database, then the Job.
+# where the database is as the ConfigMap cofrap-database, then the Job (SQL,
+# then cofrap-admin rekey), and the CronJob that prunes old account events.
+# The manifests name cofrap-admin's default image; the one of REGISTRY and
+# TAG (which make push pushed) replaces it on the way.
+ADMIN_IMAGE = $(REGISTRY)/cofrap-admin:$(TAG)
+WITH_ADMIN_IMAGE = sed 's|image: ghcr.io/cofrap/cofrap-admin:latest$$|image: $(ADMIN_IMAGE)|'
 db-schema:
 	kubectl -n $(NAMESPACE) create configmap cofrap-migrations --from-file=migrations/ \
 	    --dry-run=client -o yaml | kubectl apply -f -
@@ -382,13 +401,14 @@ db-schema:
 	    --from-literal=PGSSLMODE=$(DB_SSLMODE) \
 	    --dry-run=client -o yaml | kubectl apply -f -
 	kubectl -n $(NAMESPACE) delete job cofrap-db-migrate --ignore-not-found
-	kubectl apply -f k8s/db-migrate-job.yaml
+	$(WITH_ADMIN_IMAGE) k8s/db-migrate-job.yaml | kubectl apply -f -
 	kubectl -n $(NAMESPACE) wait --for=condition=complete job/cofrap-db-migrate --timeout=300s
+	$(WITH_ADMIN_IMAGE) k8s/events-prune-cronjob.yaml | kubectl apply -f -
 
 edge: ## The edge in front of the gateway (k8s/edge/): Gateway API route and headers, Envoy Gateway's body and rate limits
 	kubectl apply -f k8s/edge/
 
-up: database-choice secrets db push deploy ## Everything, in order: secrets, database and schema, images, functions (DATABASE=postgres|cnpg)
+up: database-choice secrets push db deploy ## Everything, in order: secrets, images, database and schema, functions (DATABASE=postgres|cnpg)
 
 clean: ## Remove build outputs and the test virtual environment
 	$(CARGO) clean

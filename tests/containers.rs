@@ -197,7 +197,28 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The environment stack.yaml gives `function` (settings and the watchdog's).
+/// A value of stack.yaml as faas-cli deploys it when none of its variables
+/// is set: `${NAME:-default}` is the default.
+fn with_defaults(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("an unclosed ${") + start;
+        let expression = &rest[start + 2..end];
+        out.push_str(
+            expression
+                .split_once(":-")
+                .map_or("", |(_, default)| default),
+        );
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The environment stack.yaml gives `function` (settings and the watchdog's),
+/// its variables at their defaults.
 pub fn stack_environment(function: &str) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(repo_root().join("stack.yaml")).unwrap();
     let stack: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
@@ -207,7 +228,7 @@ pub fn stack_environment(function: &str) -> Vec<(String, String)> {
         .flatten()
         .map(|(key, value)| {
             let value = match value {
-                serde_yaml_ng::Value::String(s) => s.clone(),
+                serde_yaml_ng::Value::String(s) => with_defaults(s),
                 serde_yaml_ng::Value::Number(n) => n.to_string(),
                 serde_yaml_ng::Value::Bool(b) => b.to_string(),
                 other => panic!("{function}: unexpected value {other:?}"),

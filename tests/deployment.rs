@@ -105,6 +105,8 @@ fn kubernetes_manifests_validate_against_the_schemas_offline() {
         "service/postgres",
         "networkpolicy/postgres",
         "job/cofrap-db-migrate",
+        "job/cofrap-admin",
+        "cronjob/cofrap-events-prune",
     ] {
         assert!(
             report.contains(&format!("passed for resource {kind}")),
@@ -888,8 +890,9 @@ fn every_workload_is_hardened() {
         let admitted = selected_by(clients, labels);
         assert_eq!(
             admitted,
-            name.starts_with("Job/"),
-            "{name}: only the schema Job among the manifests reaches the database"
+            name.starts_with("Job/") || name.starts_with("CronJob/"),
+            "{name}: only the schema Job and cofrap-admin's Jobs among the manifests reach \
+             the database"
         );
     }
     // Functions: those with the database's secrets carry the client label
@@ -913,7 +916,7 @@ fn every_workload_is_hardened() {
 #[test]
 fn the_schema_jobs_script_applies_the_roles_then_the_migrations_as_the_owner() {
     let job: Yaml = serde_yaml_ng::from_str(&read("k8s/db-migrate-job.yaml")).unwrap();
-    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    let container = &job["spec"]["template"]["spec"]["initContainers"][0];
     let command = container["command"].as_sequence().unwrap();
     assert_eq!(command[0], "sh");
     let owner_role = container["env"]
@@ -972,12 +975,65 @@ fn the_schema_jobs_script_applies_the_roles_then_the_migrations_as_the_owner() {
         .output()
         .unwrap();
     let _ = std::fs::remove_file(&pgpass);
-    std::fs::remove_dir_all(&secrets).unwrap();
     let log = String::from_utf8_lossy(&output.stdout).to_string()
         + &String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{log}");
     assert!(log.contains("applying roles.psql"), "{log}");
     assert!(!log.contains(&server.password) && !log.contains(&role.password));
+
+    // Then its container: cofrap-admin rekey, from cofrap-admin's image
+    // (here, this build's binary), with the container's arguments and
+    // settings, where the database is and the secrets are mapped to the
+    // test's. A row the Python version wrote since gets its look-alike keys.
+    scratch
+        .connect()
+        .execute(
+            "INSERT INTO users (username, password_hash) VALUES ('python-row', 'x')",
+            &[],
+        )
+        .unwrap();
+    let rekey = &job["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(rekey["name"], "rekey");
+    let image = rekey["image"].as_str().unwrap();
+    assert_eq!(
+        image, "ghcr.io/cofrap/cofrap-admin:latest",
+        "make db replaces it"
+    );
+    let args: Vec<&str> = rekey["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "rekey");
+    let mut rekey_command = Command::new(binary("cofrap-admin"));
+    rekey_command.env_clear().args(&args);
+    for variable in rekey["env"].as_sequence().unwrap() {
+        let name = variable["name"].as_str().unwrap();
+        let value = match (name, variable["value"].as_str()) {
+            ("POSTGRES_HOST", _) => server.host.clone(),
+            ("POSTGRES_SSLMODE", _) => "disable".to_owned(),
+            ("POSTGRES_DB", _) => scratch.name.clone(),
+            ("SECRETS_DIR", Some("/secrets")) => secrets.display().to_string(),
+            (other, value) => panic!("{other} = {value:?}: unexpected"),
+        };
+        rekey_command.env(name, value);
+    }
+    let rekeyed = rekey_command
+        .env("POSTGRES_PORT", server.port.to_string())
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&secrets).unwrap();
+    assert!(rekeyed.status.success(), "{rekeyed:?}");
+    let keyed: bool = scratch
+        .connect()
+        .query_one(
+            "SELECT username_skeleton IS NOT NULL FROM users WHERE username = 'python-row'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(keyed, "rekey did not run: {rekeyed:?}");
 
     assert_eq!(scratch.table_owner("users"), OWNER_ROLE);
     let functions = Functions::on(scratch.server.clone(), &scratch.name);
@@ -1220,7 +1276,7 @@ fn one_switch_deploys_the_functions_on_either_database() {
     // The schema Job reads where to connect from the ConfigMap `make db`
     // writes, and the CA from the secret it fills.
     let job: Yaml = serde_yaml_ng::from_str(&read("k8s/db-migrate-job.yaml")).unwrap();
-    let env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    let env = job["spec"]["template"]["spec"]["initContainers"][0]["env"]
         .as_sequence()
         .unwrap();
     for variable in ["PGHOST", "PGSSLMODE"] {
@@ -1229,6 +1285,37 @@ fn one_switch_deploys_the_functions_on_either_database() {
             entry["valueFrom"]["configMapKeyRef"]["name"], "cofrap-database",
             "{variable}"
         );
+    }
+    // cofrap-admin (the schema Job's rekey, its Jobs, the pruning CronJob)
+    // reads the same ConfigMap, under the functions' names of the settings.
+    for manifest in [
+        "k8s/db-migrate-job.yaml",
+        "k8s/admin-job.yaml",
+        "k8s/events-prune-cronjob.yaml",
+    ] {
+        let workload: Yaml = serde_yaml_ng::from_str(&read(manifest)).unwrap();
+        let pod = pod_template(&workload).unwrap();
+        let container = &pod["spec"]["containers"][0];
+        assert!(
+            container["image"]
+                .as_str()
+                .unwrap()
+                .starts_with("ghcr.io/cofrap/cofrap-admin:"),
+            "{manifest}"
+        );
+        let env = container["env"].as_sequence().unwrap();
+        for (variable, key) in [
+            ("POSTGRES_HOST", "PGHOST"),
+            ("POSTGRES_SSLMODE", "PGSSLMODE"),
+        ] {
+            let entry = env.iter().find(|v| v["name"] == variable).unwrap();
+            let reference = &entry["valueFrom"]["configMapKeyRef"];
+            assert_eq!(
+                reference["name"], "cofrap-database",
+                "{manifest}: {variable}"
+            );
+            assert_eq!(reference["key"], key, "{manifest}: {variable}");
+        }
     }
     let root_cert = env.iter().find(|v| v["name"] == "PGSSLROOTCERT").unwrap();
     assert_eq!(root_cert["value"], format!("/secrets/{DB_CA_SECRET}"));
@@ -1334,11 +1421,21 @@ fn the_cloudnative_pg_cluster_is_highly_available_encrypted_and_closed() {
         sources[0]["podSelector"]["matchLabels"]["cnpg.io/cluster"],
         "cofrap-db"
     );
-    let job: Yaml = serde_yaml_ng::from_str(&read("k8s/db-migrate-job.yaml")).unwrap();
-    assert!(selected_by(
-        &sources[1]["podSelector"],
-        &job["spec"]["template"]["metadata"]["labels"]
-    ));
+    // The schema Job and cofrap-admin's Jobs: the database's administrators.
+    for manifest in [
+        "k8s/db-migrate-job.yaml",
+        "k8s/admin-job.yaml",
+        "k8s/events-prune-cronjob.yaml",
+    ] {
+        let workload: Yaml = serde_yaml_ng::from_str(&read(manifest)).unwrap();
+        assert!(
+            selected_by(
+                &sources[1]["podSelector"],
+                &pod_template(&workload).unwrap()["metadata"]["labels"]
+            ),
+            "{manifest}"
+        );
+    }
     assert!(!sources[2]["namespaceSelector"].is_null());
     let pooler_policy = document(&cnpg, "NetworkPolicy/cofrap-db-pooler");
     let rules = pooler_policy["spec"]["ingress"].as_sequence().unwrap();
@@ -1584,5 +1681,189 @@ fn the_database_secrets_script_copies_only_what_each_database_needs() {
         std::fs::read_to_string(fake.join("existing-db-ca-certificate")).unwrap(),
         certificate
     );
+    std::fs::remove_dir_all(&fake).unwrap();
+}
+
+#[test]
+fn cofrap_admins_image_is_static_scratch_and_runs_the_tool_only() {
+    let dockerfile = read("dockerfiles/admin.Dockerfile");
+    let lines: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    // The same pinned Rust image and static build as the functions'.
+    let functions = read("dockerfiles/Dockerfile");
+    let rust_image = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("ARG RUST_IMAGE="))
+            .map(str::to_owned)
+            .expect("no RUST_IMAGE")
+    };
+    assert_eq!(rust_image(&dockerfile), rust_image(&functions));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("target-feature=+crt-static")));
+    assert!(lines.iter().any(|l| l.contains("--package cofrap-admin")));
+    let last_stage = &lines[lines.iter().rposition(|l| l.starts_with("FROM ")).unwrap()..];
+    assert_eq!(
+        last_stage,
+        [
+            "FROM scratch",
+            "COPY --from=build /out/ /",
+            "USER 10001:10001",
+            "ENTRYPOINT [\"/usr/bin/cofrap-admin\"]",
+            "CMD [\"--help\"]",
+        ]
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("/out/usr/bin/cofrap-admin")));
+}
+
+/// A stand-in kubectl that keeps every manifest it is given on stdin
+/// (`applied-<n>.yaml`), answers for a Job that succeeded, and prints a
+/// pod's log.
+fn fake_kubectl_keeping_manifests() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("fake-kubectl-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubectl = r#"#!/bin/sh
+echo "$*" >> "$FAKE/calls"
+case "$*" in
+  *" -f -"*) n=$(ls "$FAKE" | grep -c '^applied-'); cat > "$FAKE/applied-$n.yaml";;
+  *"get job"*) printf 1;;
+  *"get pods"*) printf 0;;
+  *" logs "*) echo "what cofrap-admin printed";;
+esac
+"#;
+    std::fs::write(dir.join("kubectl"), kubectl).unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(dir.join("kubectl"))
+        .status()
+        .unwrap();
+    dir
+}
+
+fn applied(fake: &Path) -> Vec<Yaml> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(fake)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("applied-")
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn make_db_runs_cofrap_admin_of_the_registry_and_admin_job_passes_arguments_as_they_are() {
+    let run = |fake: &Path, args: &[&str]| {
+        let output = Command::new("make")
+            .args(["--no-print-directory", "-s"])
+            .args(args)
+            .current_dir(repo_root())
+            .env(
+                "PATH",
+                format!("{}:{}", fake.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("FAKE", fake)
+            .env_remove("MAKEFLAGS")
+            .env("COFRAP_OPERATOR", "jo o'hara")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "make {args:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+
+    // The schema Job and the pruning CronJob get the image make push pushed.
+    let fake = fake_kubectl_keeping_manifests();
+    run(
+        &fake,
+        &[
+            "db-schema",
+            "REGISTRY=registry.example.com/team",
+            "TAG=1.2.3",
+        ],
+    );
+    let manifests = applied(&fake);
+    let image = "registry.example.com/team/cofrap-admin:1.2.3";
+    let job = manifests
+        .iter()
+        .find(|m| m["kind"] == "Job")
+        .expect("no Job applied");
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["image"],
+        image
+    );
+    let cron = manifests
+        .iter()
+        .find(|m| m["kind"] == "CronJob")
+        .expect("no CronJob applied");
+    let pod = pod_template(cron).unwrap();
+    assert_eq!(pod["spec"]["containers"][0]["image"], image);
+    let retention = pod["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "EVENT_RETENTION_DAYS")
+        .expect("no retention setting");
+    assert_eq!(retention["value"], "180");
+    std::fs::remove_dir_all(&fake).unwrap();
+
+    // One command, as a Job: every argument reaches the tool as it was
+    // given (quotes and backslashes included), with the operator's name.
+    let fake = fake_kubectl_keeping_manifests();
+    let printed = run(
+        &fake,
+        &[
+            "admin-job",
+            r#"ARGS=show 'we"ird\name'"#,
+            "REGISTRY=registry.example.com/team",
+            "TAG=1.2.3",
+        ],
+    );
+    assert_eq!(printed, "what cofrap-admin printed\n");
+    let manifests = applied(&fake);
+    assert_eq!(manifests.len(), 1);
+    let job = &manifests[0];
+    let name = job["metadata"]["name"].as_str().unwrap();
+    assert!(
+        name.starts_with("cofrap-admin-") && name.len() > 20,
+        "{name}"
+    );
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], image);
+    assert_eq!(
+        container["args"],
+        serde_yaml_ng::from_str::<Yaml>(r#"["show", "we\"ird\\name"]"#).unwrap()
+    );
+    let operator = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "COFRAP_OPERATOR")
+        .unwrap();
+    assert_eq!(operator["value"], "jo o'hara");
+    assert_eq!(job["spec"]["backoffLimit"], 0, "an action is never retried");
+    let calls = std::fs::read_to_string(fake.join("calls")).unwrap();
+    assert!(
+        calls.contains(&format!("delete job {name}")),
+        "the Job is removed: {calls}"
+    );
+    // And what kubectl was given is still a valid Job.
+    let validated = Command::new(venv_tool("kubernetes-validate"))
+        .arg("--strict")
+        .arg(fake.join("applied-0.yaml"))
+        .output()
+        .unwrap();
+    assert!(validated.status.success(), "{validated:?}");
     std::fs::remove_dir_all(&fake).unwrap();
 }

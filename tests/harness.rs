@@ -504,6 +504,46 @@ impl Functions {
     }
 }
 
+/// The operator's name the tests act as with cofrap-admin.
+pub const OPERATOR: &str = "test-operator";
+
+impl Functions {
+    /// Runs cofrap-admin (this build's) with `args` on the functions'
+    /// database, as its administrator (the `PG*` variables, as psql takes
+    /// them) and as operator [`OPERATOR`]; nothing else inherited.
+    pub fn admin(&self, args: &[&str]) -> Output {
+        let output = Command::new(binary("cofrap-admin"))
+            .env_clear()
+            .env("PGHOST", &self.server.host)
+            .env("PGPORT", self.server.port.to_string())
+            .env("PGUSER", &self.server.user)
+            .env("PGPASSWORD", &self.server.password)
+            .env("PGDATABASE", &self.dbname)
+            .env("PGSSLMODE", "disable")
+            .env("COFRAP_OPERATOR", OPERATOR)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        Output {
+            status: output.status.code().expect("killed by a signal"),
+            stdout: String::from_utf8(output.stdout).expect("stdout is not UTF-8"),
+            stderr: String::from_utf8(output.stderr).expect("stderr is not UTF-8"),
+        }
+    }
+
+    /// cofrap-admin with `args` and `--json`; expects success and returns
+    /// what it printed.
+    pub fn admin_json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let output = self.admin(&all);
+        assert_eq!(output.status, 0, "cofrap-admin {args:?}: {output:?}");
+        serde_json::from_str(&output.stdout)
+            .unwrap_or_else(|e| panic!("cofrap-admin {args:?}: not JSON ({e}): {output:?}"))
+    }
+}
+
 impl Drop for Functions {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.secrets_dir);

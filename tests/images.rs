@@ -219,4 +219,122 @@ fn every_image_runs_the_functions_through_the_real_watchdog_like_the_dev_server(
         "{}",
         faulty.logs()
     );
+
+    // cofrap-admin's image, as its Jobs run it: the tool alone, as user
+    // 10001, read-only, no capabilities, no network but the database's
+    // socket, the administrator's secrets as files.
+    let config = containers::podman()
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.User}} {{json .Config.Entrypoint}}",
+        ])
+        .arg(containers::image("cofrap-admin"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&config.stdout).trim(),
+        "10001:10001 [\"/usr/bin/cofrap-admin\"]",
+        "{config:?}"
+    );
+    let shown = run_admin_image(&functions, &relay, &["show", &user, "--json"]);
+    assert!(shown.status.success(), "{shown:?}");
+    let account: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(account["username"], user.as_str());
+    assert_eq!(account["state"], "active");
+    let disabled = run_admin_image(&functions, &relay, &["disable", &user]);
+    assert!(disabled.status.success(), "{disabled:?}");
+    let operator: String = functions
+        .db()
+        .query_one(
+            "SELECT operator FROM account_events e JOIN users u ON u.id = e.account_id
+              WHERE u.username = $1 AND e.kind = 'disabled'",
+            &[&user],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(operator, "image-test");
+    // Nothing else is in it: no shell to run.
+    let shell = containers::podman()
+        .args([
+            "run",
+            "--rm",
+            "--runtime",
+            "runc",
+            "--entrypoint",
+            "/bin/sh",
+        ])
+        .arg(containers::image("cofrap-admin"))
+        .args(["-c", "true"])
+        .output()
+        .unwrap();
+    assert!(!shell.status.success(), "the image has a shell");
+}
+
+/// Runs cofrap-admin's image with `args`, confined as its Kubernetes Jobs
+/// are, on the test database through the relay, with the administrator's
+/// secret files mounted.
+fn run_admin_image(
+    functions: &Functions,
+    relay: &DatabaseRelay,
+    args: &[&str],
+) -> std::process::Output {
+    let secrets = std::env::temp_dir().join(unique("cofrap-admin-secrets-"));
+    std::fs::create_dir_all(&secrets).unwrap();
+    for (file, value) in [
+        ("db-admin-username", &functions.server.user),
+        ("db-admin-password", &functions.server.password),
+    ] {
+        std::fs::write(secrets.join(file), value).unwrap();
+    }
+    // The container's user reads them (the Jobs: through their fsGroup).
+    Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&secrets)
+        .status()
+        .unwrap();
+    let output = containers::podman()
+        .args([
+            "run",
+            "--rm",
+            "--runtime",
+            "runc",
+            "--read-only",
+            "--network",
+            "none",
+        ])
+        .args([
+            "--cap-drop=ALL",
+            "--security-opt=no-new-privileges",
+            "--user",
+            "10001",
+        ])
+        .arg("--volume")
+        .arg(format!("{}:/secrets:ro", secrets.display()))
+        .arg("--volume")
+        .arg(format!(
+            "{}:{}:ro",
+            relay.dir.display(),
+            containers::SOCKET_DIR
+        ))
+        .args([
+            "--env",
+            "SECRETS_DIR=/secrets",
+            "--env",
+            "POSTGRES_SSLMODE=disable",
+        ])
+        .arg("--env")
+        .arg(format!("POSTGRES_HOST={}", containers::SOCKET_DIR))
+        .arg("--env")
+        .arg(format!("POSTGRES_PORT={}", functions.server.port))
+        .arg("--env")
+        .arg(format!("POSTGRES_DB={}", functions.dbname))
+        .args(["--env", "COFRAP_OPERATOR=image-test"])
+        .arg(containers::image("cofrap-admin"))
+        .args(args)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&secrets).unwrap();
+    output
 }

@@ -328,6 +328,33 @@ fn make_run_creates_the_roles_and_serves_the_functions_as_theirs() {
     assert_eq!(created.status, 200, "{created:?}");
     assert!(created.body.contains("qr_code_base64"), "{created:?}");
 
+    // The operators' tool on this database (make admin), and the account's
+    // first event with the client's address: the development server passes
+    // X-Forwarded-For as the OpenFaaS gateway does.
+    let admin = |args: &str| {
+        let output = std::process::Command::new("make")
+            .args(["--no-print-directory", "-s", "admin"])
+            .arg(format!("ARGS={args}"))
+            .arg(format!("LOCAL_DIR={}", local.display()))
+            .arg(format!("PG_PORT={pg_port}"))
+            .arg(format!("ADMIN={}", binary("cofrap-admin").display()))
+            .current_dir(repo_root())
+            .env_remove("MAKEFLAGS")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "make admin ARGS={args}: {output:?}"
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let shown = admin(&format!("show {user}"));
+    assert!(shown.contains("state       pending"), "{shown}");
+    let events: serde_json::Value =
+        serde_json::from_str(&admin(&format!("events {user} --json"))).unwrap();
+    assert_eq!(events[0]["kind"], "created", "{events}");
+    assert_eq!(events[0]["client_address"], "127.0.0.1", "{events}");
+
     // The functions' secrets hold their own role; the superuser's are apart.
     let read = |path: &str| std::fs::read_to_string(local.join(path)).unwrap();
     assert_eq!(read("secrets/db-credentials-username"), "cofrap_functions");

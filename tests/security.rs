@@ -5,7 +5,6 @@
 
 use cofrap_tests::*;
 use serde_json::{json, Value};
-use std::process::Command;
 
 /// An active account whose credentials are seven months old and whose owner
 /// has just signed in: returns the password, the secret, the renewal token
@@ -253,19 +252,16 @@ fn wrong_codes_lock_escalate_until_the_hard_limit_and_unlocking_forces_a_renewal
         "invalid_credentials"
     );
 
-    // The operator unlocks it (README: make unlock USERNAME=...). A hard
-    // lock means someone else holds the password: the owner's next sign-in
-    // renews the credentials instead of carrying on with them.
-    let output = Command::new("make")
-        .args(["--no-print-directory", "-s", "unlock"])
-        .arg(format!("USERNAME={}", user.to_uppercase()))
-        .current_dir(repo_root())
-        .env("PGDATABASE", &functions.dbname)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    assert!(String::from_utf8_lossy(&output.stdout)
-        .contains(&account_id(&functions, &user).to_string()));
+    // The operator unlocks it (README: cofrap-admin unlock), naming it as
+    // the functions would find it. A hard lock means someone else holds the
+    // password: the owner's next sign-in renews the credentials instead of
+    // carrying on with them.
+    let output = functions.admin(&["unlock", &user.to_uppercase()]);
+    assert_eq!(output.status, 0, "{output:?}");
+    assert!(output
+        .stdout
+        .contains(&format!("account {} ", account_id(&functions, &user))));
+    assert!(output.stdout.contains("renews"), "{output:?}");
     assert_eq!(lock_state(&functions, &user), (0, None));
     let renewal = functions.authenticate(&user, &password, &secret, step);
     assert_eq!(renewal["code"], "credentials_expired", "{renewal}");
@@ -283,14 +279,8 @@ fn a_lock_that_was_not_hard_is_lifted_without_a_renewal() {
         sign_in(&functions, &user, &password, &wrong_code(&secret));
     }
     assert!(lock_state(&functions, &user).1.is_some_and(f64::is_finite));
-    let output = Command::new("make")
-        .args(["--no-print-directory", "-s", "unlock"])
-        .arg(format!("USERNAME={user}"))
-        .current_dir(repo_root())
-        .env("PGDATABASE", &functions.dbname)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
+    let output = functions.admin(&["unlock", &user]);
+    assert_eq!(output.status, 0, "{output:?}");
     assert_eq!(
         functions.authenticate(&user, &password, &secret, current_step())["authenticated"],
         true

@@ -101,6 +101,30 @@ pub struct Enrollment {
     pub secret: TotpSecret,
 }
 
+/// An account as an operator designates it by name (cofrap-admin): its
+/// `users.id` and its name as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub id: i64,
+    pub username: String,
+}
+
+/// The account `username` designates, found exactly as the functions find
+/// it (the same statement's WHERE clause), without locking it.
+pub fn find(tx: &mut Transaction, username: &Username) -> Result<Option<Found>, Error> {
+    let row = tx.query_typed_opt(
+        FIND_ACCOUNT,
+        &[
+            (&username.skeleton(), Type::TEXT),
+            (&username.key(), Type::TEXT),
+        ],
+    )?;
+    Ok(row.map(|row| Found {
+        id: row.get(0),
+        username: row.get(1),
+    }))
+}
+
 /// generate-password: stores `password_hash` as the credentials of a new
 /// account or of an abandoned pending one, or stages it as the renewal of an
 /// expired one whose renewal token is valid. Returns the username as stored.
@@ -402,10 +426,29 @@ impl Account {
 /// The account a name designates: the one with its skeleton ($1), or one
 /// whose skeleton is not computed yet (a row of the Python version's, or of
 /// a name that already collided when migration 0005 came) with its exact
-/// compared form ($3), which wins when both exist. Credentials live six
-/// calendar months, as PostgreSQL's interval arithmetic counts them (31
-/// August + 6 months = 28 or 29 February). [`read`] may add `FOR UPDATE`.
-const READ_ACCOUNT: &str = "
+/// compared form ($2), which wins when both exist. The one definition of
+/// "the account named so", for the functions ([`READ_ACCOUNT`], and
+/// generate-password's retry in [`crate::request_id`]) and for cofrap-admin
+/// ([`find`]); a macro so that every statement stays a constant.
+macro_rules! named_account {
+    () => {
+        "
+      FROM users
+     WHERE username_skeleton = $1 OR (username_skeleton IS NULL AND username_key = $2)
+     ORDER BY username_key = $2 DESC
+     LIMIT 1"
+    };
+}
+
+pub(crate) use named_account;
+
+/// The account a name designates ([`named_account`]) with its
+/// time-dependent states; $3 is the enrollment window in seconds.
+/// Credentials live six calendar months, as PostgreSQL's interval arithmetic
+/// counts them (31 August + 6 months = 28 or 29 February). [`read`] may add
+/// `FOR UPDATE`.
+const READ_ACCOUNT: &str = concat!(
+    "
     SELECT id::bigint, username, password_hash, mfa_secret, renewal_password_hash, renewal_mfa_secret,
            activated_at IS NOT NULL,
            expired OR created_at < now() - interval '6 months',
@@ -413,17 +456,18 @@ const READ_ACCOUNT: &str = "
                AND renewal_password_hash IS NULL AND renewal_mfa_secret IS NULL
                AND (mfa_secret IS NULL OR mfa_secret = pending_mfa_secret)
                AND disabled_at IS NULL
-               AND created_at < now() - make_interval(secs => $2),
+               AND created_at < now() - make_interval(secs => $3),
            coalesce(locked_until > now(), false),
            coalesce(locked_until = 'infinity', false),
            disabled_at IS NOT NULL,
-           coalesce(two_factor_reset_at > now() - make_interval(secs => $2), false),
+           coalesce(two_factor_reset_at > now() - make_interval(secs => $3), false),
            failed_attempts,
-           last_totp_step
-      FROM users
-     WHERE username_skeleton = $1 OR (username_skeleton IS NULL AND username_key = $3)
-     ORDER BY username_key = $3 DESC
-     LIMIT 1";
+           last_totp_step",
+    named_account!()
+);
+
+/// The id and stored name of the account a name designates ([`find`]).
+const FIND_ACCOUNT: &str = concat!("SELECT id::bigint, username::text", named_account!());
 
 const FOR_UPDATE: bool = true;
 const NO_LOCK: bool = false;
@@ -558,8 +602,8 @@ fn read(
         &statement,
         &[
             (&username.skeleton(), Type::TEXT),
-            (&window, Type::FLOAT8),
             (&username.key(), Type::TEXT),
+            (&window, Type::FLOAT8),
         ],
     )?;
     Ok(row.map(|row| Account {

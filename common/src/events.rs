@@ -43,6 +43,36 @@ pub mod kind {
     pub const TWO_FACTOR_RESET: &str = "two_factor_reset";
     pub const DELETED: &str = "deleted";
     pub const PRUNED: &str = "pruned";
+
+    /// Every kind, for what must list them all (the README's table).
+    pub const ALL: [&str; 26] = [
+        CREATED,
+        TAKEN_AFRESH,
+        PASSWORD_REISSUED,
+        TWO_FACTOR_ENROLLED,
+        ACTIVATED,
+        SIGNED_IN,
+        RENEWAL_STARTED,
+        RENEWAL_PASSWORD_STAGED,
+        RENEWAL_TWO_FACTOR_STAGED,
+        RENEWAL_COMPLETED,
+        SESSION_OPENED,
+        REFRESHED,
+        REUSE_DETECTED,
+        SESSION_ENDED,
+        SIGNED_OUT,
+        REFUSED,
+        LOCKED,
+        HARD_LOCKED,
+        UNLOCKED,
+        DISABLED,
+        ENABLED,
+        EXPIRED,
+        SESSIONS_ENDED,
+        TWO_FACTOR_RESET,
+        DELETED,
+        PRUNED,
+    ];
 }
 
 /// One event, before it is written.

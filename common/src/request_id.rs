@@ -11,7 +11,7 @@
 //! request id: the one client that could have lost the reply. Everyone else
 //! still gets `account_exists`.
 
-use crate::account::Username;
+use crate::account::{named_account, Username};
 use crate::db::Database;
 use crate::error::Error;
 use crate::events::{kind, Event};
@@ -67,22 +67,23 @@ pub fn reissue(
         // created_at is left alone: the enrollment window runs from the
         // first creation, or whoever holds a request id could keep an
         // unenrolled name for ever by retrying.
+        // The account the name designates, found as every function finds it.
         let row = tx.query_typed_opt(
-            "UPDATE users
-                SET password_hash = $3
-              WHERE id = (SELECT id FROM users
-                           WHERE username_skeleton = $1
-                              OR (username_skeleton IS NULL AND username_key = $4)
-                           ORDER BY username_key = $4 DESC
-                           LIMIT 1)
-                AND creation_request = $2
-                AND activated_at IS NULL AND mfa_secret IS NULL AND NOT expired
-              RETURNING id::bigint, username",
+            concat!(
+                "UPDATE users
+                    SET password_hash = $4
+                  WHERE id = (SELECT id",
+                named_account!(),
+                ")
+                    AND creation_request = $3
+                    AND activated_at IS NULL AND mfa_secret IS NULL AND NOT expired
+                  RETURNING id::bigint, username"
+            ),
             &[
                 (&username.skeleton(), Type::TEXT),
+                (&username.key(), Type::TEXT),
                 (&id.fingerprint, Type::TEXT),
                 (&password_hash, Type::TEXT),
-                (&username.key(), Type::TEXT),
             ],
         )?;
         Ok(row.map(|row| {

@@ -11,7 +11,10 @@
 //!   `max_inflight` requests at once; stderr kept out of the response and
 //!   printed on the console; the `Http_*` environment (method, path, query,
 //!   headers).
-//! - As the gateway: 404 for a function it does not know.
+//! - As the gateway: 404 for a function it does not know, and
+//!   `X-Forwarded-For` set to the client's `address:port` when the request
+//!   has none (one it has is passed on as it is), so that the functions'
+//!   account events get the client's address (`FORWARDED_FOR_HOPS`).
 //! - As the edge in front of the gateway (k8s/edge/, the one source of
 //!   truth): the response headers that the HTTPRoute's
 //!   `ResponseHeaderModifier` filters set on each function's path
@@ -30,13 +33,14 @@
 //! cargo puts the functions too).
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use serde_yaml_ng::Value as Yaml;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
@@ -341,6 +345,15 @@ fn header_variable(name: &str) -> String {
     format!("Http_{}", canonical.join("_"))
 }
 
+/// The request's `X-Forwarded-For`, unless absent or empty (as Go's
+/// `Header.Get(..) == ""` sees it).
+fn forwarded_for(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| !value.is_empty())
+}
+
 async fn read_all(mut pipe: impl AsyncRead + Unpin) -> Vec<u8> {
     let mut bytes = Vec::new();
     let _ = pipe.read_to_end(&mut bytes).await;
@@ -366,6 +379,7 @@ struct Served {
 /// the edge's response headers.
 async fn invoke(
     State(served): State<Arc<Served>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -384,6 +398,7 @@ async fn invoke(
         method.clone(),
         &uri,
         &headers,
+        peer,
         body,
     )
     .await;
@@ -405,6 +420,7 @@ async fn run(
     method: Method,
     uri: &Uri,
     headers: &HeaderMap,
+    peer: SocketAddr,
     body: Bytes,
 ) -> Response {
     let Some(function) = functions.get(name) else {
@@ -457,6 +473,11 @@ async fn run(
         if let Ok(value) = value.to_str() {
             command.env(header_variable(key.as_str()), value);
         }
+    }
+    // The gateway (and faas-netes behind it) sets X-Forwarded-For to the
+    // peer's address only when the request has none: it never appends.
+    if forwarded_for(headers).is_none() {
+        command.env("Http_X_Forwarded_For", peer.to_string());
     }
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -615,9 +636,12 @@ async fn main() -> ExitCode {
         .route("/function/{*path}", any(invoke))
         .layer(body_limit)
         .with_state(Arc::new(Served { functions, edge }));
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    if let Err(e) = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
     {
         eprintln!("cofrap-dev-server: {e}");
         return ExitCode::FAILURE;
