@@ -510,6 +510,51 @@ fn a_person_creates_an_account_signs_in_and_renews_it() {
     );
 }
 
+#[test]
+fn after_an_operator_resets_a_lost_phone_the_page_enrolls_a_new_one() {
+    // The runbook's "a phone was lost": the operator resets the account's
+    // 2FA; its owner signs in on the page with the password (the code of the
+    // lost phone, or anything), is taken to the enrollment step, scans the
+    // new QR code, and the first code brings the account back.
+    let functions = Functions::new();
+    let server = DevServer::start(&functions);
+    let mut browser = Browser::start("lost-phone");
+    let user = unique("lost-phone-");
+    let (password, old_secret) = functions.enrolled_account(&user);
+    let step = current_step();
+    assert_eq!(
+        functions.authenticate(&user, &password, &old_secret, step - 1)["authenticated"],
+        true
+    );
+    let reset = functions.admin(&["reset-2fa", &user]);
+    assert_eq!(reset.status, 0, "{reset:?}");
+
+    browser.goto(&format!("{}/function/frontend", server.url));
+    browser.wait_visible("signin");
+    browser.type_into("#signin-username", &user);
+    browser.type_into("#signin-password", &password);
+    browser.type_into("#signin-code", &code_at(&old_secret, step * 30));
+    browser.press_enter("#signin-code");
+    browser.wait_visible("totp-step");
+    assert!(browser.message().contains("no authenticator app is set up"));
+    let key = browser.text("manual-key");
+    assert_ne!(key, old_secret);
+    assert!(browser.qr("totp-qr").contains(&format!("secret={key}&")));
+    browser.screenshot("new-authenticator");
+    browser.type_into("#totp-code", &code_at(&key, current_step() * 30));
+    browser.press_enter("#totp-code");
+    browser.wait_visible("done");
+    browser.assert_no_secret_left(&password, &key);
+    // The old phone's codes count for nothing now.
+    let old = sign_in(
+        &functions,
+        &user,
+        &password,
+        &code_at(&old_secret, (current_step() + 1) * 30),
+    );
+    assert_eq!(old.json()["code"], "invalid_credentials");
+}
+
 /// A narrow no-break space, as French puts before : ? ! ;
 const NNBSP: &str = "\u{202F}";
 

@@ -113,7 +113,7 @@ pub struct Found {
 /// it (the same statement's WHERE clause), without locking it.
 pub fn find(tx: &mut Transaction, username: &Username) -> Result<Option<Found>, Error> {
     let row = tx.query_typed_opt(
-        FIND_ACCOUNT,
+        &select_named("id::bigint, username::text"),
         &[
             (&username.skeleton(), Type::TEXT),
             (&username.key(), Type::TEXT),
@@ -423,51 +423,42 @@ impl Account {
     }
 }
 
-/// The account a name designates: the one with its skeleton ($1), or one
-/// whose skeleton is not computed yet (a row of the Python version's, or of
-/// a name that already collided when migration 0005 came) with its exact
-/// compared form ($2), which wins when both exist. The one definition of
-/// "the account named so", for the functions ([`READ_ACCOUNT`], and
+/// `SELECT columns` of the account a name designates, the one piece of SQL
+/// that says "the account named so", for the functions ([`read`], and
 /// generate-password's retry in [`crate::request_id`]) and for cofrap-admin
-/// ([`find`]); a macro so that every statement stays a constant.
-macro_rules! named_account {
-    () => {
-        "
-      FROM users
-     WHERE username_skeleton = $1 OR (username_skeleton IS NULL AND username_key = $2)
-     ORDER BY username_key = $2 DESC
-     LIMIT 1"
-    };
+/// ([`find`]): the one with the name's skeleton ($1), or one whose skeleton
+/// is not computed yet (a row of the Python version's, or of a name that
+/// already collided when migration 0005 came) with its exact compared form
+/// ($2), which wins when both exist.
+pub(crate) fn select_named(columns: &str) -> String {
+    format!(
+        "SELECT {columns}
+           FROM users
+          WHERE username_skeleton = $1 OR (username_skeleton IS NULL AND username_key = $2)
+          ORDER BY username_key = $2 DESC
+          LIMIT 1"
+    )
 }
 
-pub(crate) use named_account;
-
-/// The account a name designates ([`named_account`]) with its
-/// time-dependent states; $3 is the enrollment window in seconds.
-/// Credentials live six calendar months, as PostgreSQL's interval arithmetic
-/// counts them (31 August + 6 months = 28 or 29 February). [`read`] may add
-/// `FOR UPDATE`.
-const READ_ACCOUNT: &str = concat!(
-    "
-    SELECT id::bigint, username, password_hash, mfa_secret, renewal_password_hash, renewal_mfa_secret,
-           activated_at IS NOT NULL,
-           expired OR created_at < now() - interval '6 months',
-           activated_at IS NULL AND NOT expired
-               AND renewal_password_hash IS NULL AND renewal_mfa_secret IS NULL
-               AND (mfa_secret IS NULL OR mfa_secret = pending_mfa_secret)
-               AND disabled_at IS NULL
-               AND created_at < now() - make_interval(secs => $3),
-           coalesce(locked_until > now(), false),
-           coalesce(locked_until = 'infinity', false),
-           disabled_at IS NOT NULL,
-           coalesce(two_factor_reset_at > now() - make_interval(secs => $3), false),
-           failed_attempts,
-           last_totp_step",
-    named_account!()
-);
-
-/// The id and stored name of the account a name designates ([`find`]).
-const FIND_ACCOUNT: &str = concat!("SELECT id::bigint, username::text", named_account!());
+/// An account with its time-dependent states; $3 is the enrollment window
+/// in seconds. Credentials live six calendar months, as PostgreSQL's
+/// interval arithmetic counts them (31 August + 6 months = 28 or 29
+/// February).
+const ACCOUNT_COLUMNS: &str = "
+    id::bigint, username, password_hash, mfa_secret, renewal_password_hash, renewal_mfa_secret,
+    activated_at IS NOT NULL,
+    expired OR created_at < now() - interval '6 months',
+    activated_at IS NULL AND NOT expired
+        AND renewal_password_hash IS NULL AND renewal_mfa_secret IS NULL
+        AND (mfa_secret IS NULL OR mfa_secret = pending_mfa_secret)
+        AND disabled_at IS NULL
+        AND created_at < now() - make_interval(secs => $3),
+    coalesce(locked_until > now(), false),
+    coalesce(locked_until = 'infinity', false),
+    disabled_at IS NOT NULL,
+    coalesce(two_factor_reset_at > now() - make_interval(secs => $3), false),
+    failed_attempts,
+    last_totp_step";
 
 const FOR_UPDATE: bool = true;
 const NO_LOCK: bool = false;
@@ -593,11 +584,10 @@ fn read(
     for_update: bool,
 ) -> Result<Option<Account>, Error> {
     let window = f64::from(policy.enrollment_window_seconds);
-    let statement = if for_update {
-        format!("{READ_ACCOUNT} FOR UPDATE")
-    } else {
-        READ_ACCOUNT.to_owned()
-    };
+    let mut statement = select_named(ACCOUNT_COLUMNS);
+    if for_update {
+        statement.push_str(" FOR UPDATE");
+    }
     let row = db.query_typed_opt(
         &statement,
         &[

@@ -11,7 +11,7 @@
 //! request id: the one client that could have lost the reply. Everyone else
 //! still gets `account_exists`.
 
-use crate::account::{named_account, Username};
+use crate::account::{select_named, Username};
 use crate::db::Database;
 use crate::error::Error;
 use crate::events::{kind, Event};
@@ -69,15 +69,14 @@ pub fn reissue(
         // unenrolled name for ever by retrying.
         // The account the name designates, found as every function finds it.
         let row = tx.query_typed_opt(
-            concat!(
+            &format!(
                 "UPDATE users
                     SET password_hash = $4
-                  WHERE id = (SELECT id",
-                named_account!(),
-                ")
+                  WHERE id = ({})
                     AND creation_request = $3
                     AND activated_at IS NULL AND mfa_secret IS NULL AND NOT expired
-                  RETURNING id::bigint, username"
+                  RETURNING id::bigint, username",
+                select_named("id")
             ),
             &[
                 (&username.skeleton(), Type::TEXT),

@@ -178,6 +178,14 @@ function showPassword(answer, intro) {
   show("password-step");
 }
 
+// Shows generate-2fa's QR code and key, and asks for the first code.
+function showTotp(answer) {
+  $("totp-qr").src = "data:image/png;base64," + answer.qr_code_2fa_base64;
+  $("manual-key").textContent = answer.manual_entry_key;
+  $("totp-code").value = "";
+  show("totp-step");
+}
+
 // Removes a QR code's image data from the DOM.
 function forgetImage(id) {
   $(id).removeAttribute("src");
@@ -261,6 +269,25 @@ onSubmit("signin-form", async (form) => {
     signedIn(answer, "welcome_back");
     return;
   }
+  if (answer.code === "two_factor_not_enrolled") {
+    // The password is right but no authenticator is set up: a new account
+    // whose owner left before that step, or an operator reset a lost
+    // phone's. Set one up now, with the password just typed.
+    form.password.value = "";
+    state.username = username;
+    state.password = password;
+    const enrolled = await call("generate-2fa", { username, password });
+    if (enrolled.qr_code_2fa_base64) {
+      say(() => t("enroll_now"), true);
+      showTotp(enrolled);
+    } else {
+      // generate-2fa refuses like a wrong password, but the password was
+      // right: the time to set up 2FA has passed.
+      state.password = "";
+      say(explain(enrolled.code === "invalid_credentials" ? answer : enrolled), false);
+    }
+    return;
+  }
   if (answer.code === "credentials_expired" && answer.renewal_token) {
     form.password.value = "";
     const renewed = await call("generate-password", { username: answer.username, renewal_token: answer.renewal_token });
@@ -308,10 +335,7 @@ onSubmit("password-form", async (form) => {
   if (answer.qr_code_2fa_base64) {
     form.password.value = "";
     forgetImage("password-qr");
-    $("totp-qr").src = "data:image/png;base64," + answer.qr_code_2fa_base64;
-    $("manual-key").textContent = answer.manual_entry_key;
-    $("totp-code").value = "";
-    show("totp-step");
+    showTotp(answer);
   } else if (answer.code === "invalid_credentials") {
     form.password.value = "";
     say(() => t("not_that_password"), false);
