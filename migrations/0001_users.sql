@@ -32,8 +32,16 @@ ALTER TABLE users ADD COLUMN IF NOT EXISTS mfa_secret text;
 ALTER TABLE users ADD COLUMN IF NOT EXISTS created_at timestamptz;
 ALTER TABLE users ADD COLUMN IF NOT EXISTS expired boolean;
 -- `timestamp` (no time zone) values are read in the session's time zone,
--- which is how NOW() was stored into them.
-ALTER TABLE users ALTER COLUMN created_at TYPE timestamptz;
+-- which is how NOW() was stored into them. Only when it is not timestamptz
+-- yet: the triggers of later migrations name created_at in their WHEN
+-- clauses, which forbid altering its type at all.
+DO $$
+BEGIN
+    IF (SELECT atttypid FROM pg_attribute
+         WHERE attrelid = 'users'::regclass AND attname = 'created_at') <> 'timestamptz'::regtype THEN
+        ALTER TABLE users ALTER COLUMN created_at TYPE timestamptz;
+    END IF;
+END $$;
 UPDATE users SET created_at = now() WHERE created_at IS NULL;
 UPDATE users SET expired = false WHERE expired IS NULL;
 ALTER TABLE users ALTER COLUMN created_at SET DEFAULT now(),

@@ -40,9 +40,22 @@ BEGIN
     RETURN NEW;
 END $$;
 
-CREATE OR REPLACE TRIGGER users_username_key
-    BEFORE INSERT OR UPDATE ON users
-    FOR EACH ROW EXECUTE FUNCTION cofrap_username_key();
+-- Called only when there is something to do (the WHEN clauses, evaluated
+-- without calling PL/pgSQL): the functions always write the key, and a
+-- backend that never runs PL/pgSQL neither loads nor compiles it, which is
+-- most of what a fresh connection's first statement costs.
+DROP TRIGGER IF EXISTS users_username_key ON users;
+CREATE OR REPLACE TRIGGER users_username_key_on_insert
+    BEFORE INSERT ON users
+    FOR EACH ROW WHEN (NEW.username_key IS NULL)
+    EXECUTE FUNCTION cofrap_username_key();
+CREATE OR REPLACE TRIGGER users_username_key_on_rename
+    BEFORE UPDATE ON users
+    FOR EACH ROW
+    WHEN (NEW.username_key IS NULL
+          OR (NEW.username IS DISTINCT FROM OLD.username
+              AND NEW.username_key IS NOT DISTINCT FROM OLD.username_key))
+    EXECUTE FUNCTION cofrap_username_key();
 
 DO $$
 BEGIN

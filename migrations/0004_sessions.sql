@@ -1,9 +1,10 @@
--- 0004: sessions (issue 12). A session is a refresh-token family opened by a
+-- 0004: sessions. A session is a refresh-token family opened by a
 -- successful sign-in; refresh tokens are stored only as their SHA-256.
 --
--- Idempotent. The Python functions never read these tables; the trigger
--- below runs for their statements on `users` too, so that a renewal, an
--- expiry or a lock ends the account's sessions whoever made it.
+-- Idempotent. The Python functions never read these tables; the trigger on
+-- `users` (its function below, the trigger itself in 0006) runs for their
+-- statements too, so that a renewal, an expiry or a lock ends the account's
+-- sessions whoever made it.
 --
 -- Nothing here is ever deleted by the functions (their role has no DELETE).
 -- Operators may purge what has ended, e.g. monthly:
@@ -43,9 +44,8 @@ CREATE INDEX IF NOT EXISTS refresh_tokens_by_session ON refresh_tokens (session_
 -- Ends every open session of an account that was just renewed (created_at
 -- changed: ours and the Python generate-password both set it), expired, or
 -- locked. Runs with the privileges of whoever updates users: the functions'
--- role may UPDATE sessions. The conditions are in the body rather than in a
--- WHEN clause or an UPDATE OF list: those would make the columns
--- unalterable, and 0001 (re-run by every `make db-migrate`) alters created_at.
+-- role may UPDATE sessions. The trigger's WHEN clause (migration 0006, which
+-- adds two more reasons) calls it only when one of them holds.
 CREATE OR REPLACE FUNCTION cofrap_end_sessions() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -65,31 +65,6 @@ BEGIN
     RETURN NULL;
 END $$;
 
-DROP TRIGGER IF EXISTS users_end_sessions ON users;
-CREATE TRIGGER users_end_sessions AFTER UPDATE ON users
-    FOR EACH ROW EXECUTE FUNCTION cofrap_end_sessions();
-
--- What refresh and sign-out write is held to the request's deadline like
--- users (0003): a commit that arrives after it is refused, so a request
--- answered database_timeout has ended or rotated nothing.
-DO $$
-DECLARE
-    target text;
-BEGIN
-    FOREACH target IN ARRAY ARRAY['sessions', 'refresh_tokens'] LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_trigger
-                        WHERE tgname = 'cofrap_commit_deadline'
-                          AND tgrelid = target::regclass) THEN
-            EXECUTE format(
-                'CREATE CONSTRAINT TRIGGER cofrap_commit_deadline
-                     AFTER INSERT OR UPDATE ON %I
-                     DEFERRABLE INITIALLY DEFERRED
-                     FOR EACH ROW
-                     WHEN (current_setting(''cofrap.commit_by'', true) <> '''')
-                     EXECUTE FUNCTION cofrap_refuse_late_commit()', target);
-        END IF;
-    END LOOP;
-END $$;
 
 INSERT INTO cofrap_schema_migrations (version) VALUES (4) ON CONFLICT DO NOTHING;
 

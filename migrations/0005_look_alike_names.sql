@@ -39,9 +39,11 @@ BEGIN
     RETURN NEW;
 END $$;
 
-DROP TRIGGER IF EXISTS users_forget_stale_skeletons ON users;
-CREATE TRIGGER users_forget_stale_skeletons BEFORE UPDATE ON users
-    FOR EACH ROW EXECUTE FUNCTION cofrap_forget_stale_skeletons();
+CREATE OR REPLACE TRIGGER users_forget_stale_skeletons BEFORE UPDATE ON users
+    FOR EACH ROW
+    WHEN (NEW.username IS DISTINCT FROM OLD.username
+          AND NEW.username_skeleton IS NOT DISTINCT FROM OLD.username_skeleton)
+    EXECUTE FUNCTION cofrap_forget_stale_skeletons();
 
 INSERT INTO cofrap_schema_migrations (version) VALUES (5) ON CONFLICT DO NOTHING;
 

@@ -95,20 +95,17 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- Events are held to the request's deadline like the rows they record.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger
-                    WHERE tgname = 'cofrap_commit_deadline'
-                      AND tgrelid = 'account_events'::regclass) THEN
-        CREATE CONSTRAINT TRIGGER cofrap_commit_deadline
-            AFTER INSERT ON account_events
-            DEFERRABLE INITIALLY DEFERRED
-            FOR EACH ROW
-            WHEN (current_setting('cofrap.commit_by', true) <> '')
-            EXECUTE FUNCTION cofrap_refuse_late_commit();
-    END IF;
-END $$;
+-- Called only when a session must end (evaluated without PL/pgSQL: a
+-- sign-in, which changes none of these, loads and compiles nothing).
+CREATE OR REPLACE TRIGGER users_end_sessions AFTER UPDATE ON users
+    FOR EACH ROW
+    WHEN (NEW.created_at IS DISTINCT FROM OLD.created_at
+          OR (NEW.expired AND NOT OLD.expired)
+          OR (NEW.locked_until IS DISTINCT FROM OLD.locked_until AND NEW.locked_until > now())
+          OR (NEW.disabled_at IS NOT NULL AND OLD.disabled_at IS NULL)
+          OR (NEW.two_factor_reset_at IS NOT NULL
+              AND NEW.two_factor_reset_at IS DISTINCT FROM OLD.two_factor_reset_at))
+    EXECUTE FUNCTION cofrap_end_sessions();
 
 INSERT INTO cofrap_schema_migrations (version) VALUES (6) ON CONFLICT DO NOTHING;
 

@@ -295,76 +295,90 @@ fn a_backend_frozen_mid_request_and_woken_after_the_deadline_stores_nothing() {
 
 #[test]
 fn the_database_refuses_a_commit_after_the_deadline_it_was_given() {
+    // The check the functions send with every COMMIT (migration 0007): the
+    // server runs it right before the COMMIT, so a server that wakes up
+    // after the instant the transaction set fails it and commits nothing.
     let (scratch, _functions) = scratch();
     let mut db = scratch.connect();
     let late = unique("late");
-    // What a function's session sets at its schema check, here already past.
-    db.batch_execute(
-        "SELECT set_config('cofrap.commit_by', (extract(epoch FROM clock_timestamp()) - 1)::text, false)",
-    )
-    .unwrap();
-    let insert = "INSERT INTO users (username, password_hash, created_at, expired)
-                  VALUES ($1, 'x', now(), false)";
-    let error = db.execute(insert, &[&late]).unwrap_err();
-    assert_eq!(error.code().unwrap().code(), "CF001", "{error}");
-    // Inside a transaction the statements run; the COMMIT is refused.
-    let mut tx = db.transaction().unwrap();
-    tx.execute(insert, &[&late]).unwrap();
-    let error = tx.commit().unwrap_err();
-    assert_eq!(error.code().unwrap().code(), "CF001", "{error}");
-    assert_eq!(count_accounts(&mut db, std::slice::from_ref(&late)), 0);
-
-    // In time, it commits; and a session that never sets it (the Python
-    // functions, psql) is not concerned.
-    db.batch_execute(
-        "SELECT set_config('cofrap.commit_by', (extract(epoch FROM clock_timestamp()) + 60)::text, false)",
-    )
-    .unwrap();
-    db.execute(insert, &[&late]).unwrap();
-    let other = unique("python");
-    scratch.connect().execute(insert, &[&other]).unwrap();
-    assert_eq!(count_accounts(&mut db, &[late.clone(), other]), 2);
-
-    // Sessions and refresh tokens (what refresh and sign-out write) are
-    // held to the deadline too: a session opened in time...
-    let session: i64 = db
-        .query_one(
-            "INSERT INTO sessions (user_id, credentials_issued_at, expires_at)
-             SELECT id, created_at, now() + interval '1 hour' FROM users WHERE username = $1
-             RETURNING id",
-            &[&late],
-        )
-        .unwrap()
-        .get(0);
-    db.execute(
-        "INSERT INTO refresh_tokens (token_hash, session_id) VALUES ('\\x00', $1)",
-        &[&session],
-    )
-    .unwrap();
-    // ...is neither ended nor rotated by a commit that comes too late.
-    db.batch_execute(
-        "SELECT set_config('cofrap.commit_by', (extract(epoch FROM clock_timestamp()) - 1)::text, false)",
-    )
-    .unwrap();
-    for late_write in [
-        "UPDATE sessions SET ended_at = now(), end_reason = 'signed_out' WHERE id = $1",
-        "UPDATE refresh_tokens SET rotated_at = now() WHERE session_id = $1",
-    ] {
-        let error = db.execute(late_write, &[&session]).unwrap_err();
+    let insert = format!(
+        "INSERT INTO users (username, password_hash, created_at, expired)
+         VALUES ('{late}', 'x', now(), false)"
+    );
+    for (commit_by, commits) in [("- 1", false), ("+ 60", true)] {
+        db.batch_execute(&format!(
+            "BEGIN; SELECT set_config('cofrap.commit_by',
+                (extract(epoch FROM clock_timestamp()) {commit_by})::text, true); {insert}"
+        ))
+        .unwrap();
+        let outcome = db.batch_execute(common::db::COMMIT_IN_TIME);
+        assert_eq!(outcome.is_ok(), commits, "{outcome:?}");
+        if let Err(error) = outcome {
+            let error = error.as_db_error().unwrap();
+            assert_eq!(error.code().code(), "23514");
+            assert_eq!(error.constraint(), Some(common::db::LATE_COMMIT_CONSTRAINT));
+            db.batch_execute("ROLLBACK").unwrap();
+        }
         assert_eq!(
-            error.code().unwrap().code(),
-            "CF001",
-            "{late_write}: {error}"
+            count_accounts(&mut db, std::slice::from_ref(&late)),
+            i64::from(commits)
         );
     }
+}
+
+#[test]
+fn every_commit_of_the_functions_goes_through_the_deadline_check() {
+    // With a check that always fails (as if every deadline had passed), no
+    // function commits anything: each answers database_timeout, and
+    // nothing it would have written is there.
+    let (scratch, functions) = scratch();
+    let user = unique("checked");
+    let (password, secret) = functions.enrolled_account(&user);
+    let signed_in = functions.authenticate(&user, &password, &secret, current_step() - 1);
+    let mut db = scratch.connect();
+    db.batch_execute(
+        "ALTER DOMAIN cofrap_in_time DROP CONSTRAINT cofrap_commit_in_time;
+         ALTER DOMAIN cofrap_in_time ADD CONSTRAINT cofrap_commit_in_time CHECK (VALUE AND false);",
+    )
+    .unwrap();
+    let events_before: i64 = db
+        .query_one("SELECT count(*) FROM account_events", &[])
+        .unwrap()
+        .get(0);
+    let new_user = unique("never");
+    let refresh = json!({"refresh_token": signed_in["refresh_token"]});
+    for (function, body) in [
+        ("generate-password", json!({"username": new_user})),
+        (
+            "authenticate",
+            json!({"username": user, "password": password,
+                                "totp_code": code_at(&secret, current_step() * 30)}),
+        ),
+        ("refresh", refresh.clone()),
+        ("sign-out", refresh),
+    ] {
+        let (output, elapsed) = timed(&functions, function, &body);
+        let detail = assert_fault_in_time(&output, elapsed, "database_timeout");
+        assert!(
+            detail.contains("after the deadline"),
+            "{function}: {detail}"
+        );
+    }
+    assert_eq!(count_accounts(&mut db, &[new_user]), 0);
     let row = db
         .query_one(
-            "SELECT s.ended_at IS NULL, r.rotated_at IS NULL
-               FROM sessions s JOIN refresh_tokens r ON r.session_id = s.id WHERE s.id = $1",
-            &[&session],
+            "SELECT (SELECT count(*) FROM account_events),
+                    (SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id
+                      WHERE u.username = $1 AND s.ended_at IS NULL)",
+            &[&user],
         )
         .unwrap();
-    assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1));
+    assert_eq!(row.get::<_, i64>(0), events_before, "no event either");
+    assert_eq!(
+        row.get::<_, i64>(1),
+        1,
+        "one session, still open, not rotated"
+    );
 }
 
 #[test]

@@ -771,3 +771,42 @@ fn configuration_errors_name_the_secret_but_never_its_path() {
         "the path is for the operator: {output:?}"
     );
 }
+
+#[test]
+fn what_the_client_sends_for_its_events_is_stored_as_sent_never_run() {
+    // An event's user agent (and every text) travels as an escaped literal
+    // in the commit's own message: quotes, backslashes, a statement, a
+    // dollar quote and text in other scripts are stored as they came.
+    let mut functions = Functions::new();
+    let user = unique("hostile");
+    functions.enrolled_account(&user);
+    let agents = [
+        "x'); DELETE FROM users; --",
+        "back\\slash \\' and E'\\\\x41'",
+        "$$; DROP TABLE users; $$ $tag$ quoted $tag$",
+        "Mozilla/5.0 (Версия; 日本語) \u{1F600}",
+    ];
+    for agent in agents {
+        functions.set("Http_User_Agent", agent);
+        let refused = sign_in(&functions, &user, "not-the-password", "123456").json();
+        assert_eq!(refused["code"], "invalid_credentials");
+    }
+    let stored: Vec<String> = functions
+        .db()
+        .query(
+            "SELECT e.user_agent FROM account_events e JOIN users u ON u.id = e.account_id
+              WHERE u.username = $1 AND e.kind = 'refused' ORDER BY e.id",
+            &[&user],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(stored, agents);
+    let accounts: i64 = functions
+        .db()
+        .query_one("SELECT count(*) FROM users WHERE username = $1", &[&user])
+        .unwrap()
+        .get(0);
+    assert_eq!(accounts, 1);
+}

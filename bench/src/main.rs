@@ -82,6 +82,9 @@ fn main() {
         std::fs::write(&path, format!("{}\n{section}", kept.trim_end())).unwrap();
         return;
     }
+    // `cofrap-bench quick`: the rounds of the smaller population only,
+    // printed, BENCHMARKS.md untouched (for a quick look while optimising).
+    let quick = std::env::args().nth(1).as_deref() == Some("quick");
     let scratch = ScratchDatabase::create();
     let migrated = scratch.migrate();
     assert!(migrated.status.success(), "{migrated:?}");
@@ -95,7 +98,22 @@ fn main() {
 
     let mut db = scratch.connect();
     let mut next_unused = 1;
-    let rounds = all_rounds(&scratch, [&env, &pooled], &fixtures, &mut next_unused);
+    let populations = if quick {
+        &POPULATIONS[..1]
+    } else {
+        &POPULATIONS[..]
+    };
+    let rounds = all_rounds(
+        &scratch,
+        populations,
+        [&env, &pooled],
+        &fixtures,
+        &mut next_unused,
+    );
+    if quick {
+        print!("{}", report::quick(&rounds, verify_ms));
+        return;
+    }
     let mut refusal_env = env.clone();
     refusal_env.set("MAX_FAILED_ATTEMPTS", "1000");
     refusal_env.set("HARD_LOCK_ATTEMPTS", "100000");
@@ -146,13 +164,14 @@ fn main() {
 /// order).
 fn all_rounds(
     scratch: &ScratchDatabase,
+    populations: &[i64],
     envs: [&Environment; 2],
     fixtures: &Fixtures,
     next_unused: &mut i64,
 ) -> Vec<rounds::Round> {
     let mut db = scratch.connect();
     let (mut rounds, mut filled) = (Vec::new(), 0);
-    for population in POPULATIONS {
+    for &population in populations {
         eprintln!("filling the table to {population} accounts");
         rounds::fill(scratch, fixtures, filled + 1, population);
         filled = population;

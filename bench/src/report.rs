@@ -46,6 +46,15 @@ pub fn write(rounds: &[Round], context: &Context) -> String {
     out
 }
 
+/// The main table and the phases, for `cofrap-bench quick`.
+pub fn quick(rounds: &[Round], verify_ms: f64) -> String {
+    format!(
+        "bcrypt verify {verify_ms:.1} ms\n\n{}{}",
+        functions(rounds),
+        phases(rounds)
+    )
+}
+
 fn header(context: &Context) -> String {
     let mut w = String::from("# Benchmarks\n\n");
     let _ = writeln!(w, "Written by `make bench` on {}.\n", context.date);

@@ -464,11 +464,16 @@ const FOR_UPDATE: bool = true;
 const NO_LOCK: bool = false;
 
 /// Returns a row when the account was created, none when the username (as
-/// compared, or as it looks) is taken.
+/// compared, or as it looks) is taken. Every statement that sets
+/// `password_hash` also sets `creation_request` as migration 0003's trigger
+/// would (from the request id this transaction gives, see
+/// [`crate::request_id`]), so that the trigger is not called: a fresh
+/// connection that calls no PL/pgSQL saves loading and compiling it.
 const INSERT_ACCOUNT: &str = "
     INSERT INTO users (username, username_key, username_skeleton, username_display_skeleton,
-                       password_hash, created_at, expired)
-    VALUES ($1, $2, $3, $4, $5, now(), false)
+                       password_hash, creation_request, created_at, expired)
+    VALUES ($1, $2, $3, $4, $5, nullif(current_setting('cofrap.creation_request', true), ''),
+            now(), false)
     ON CONFLICT DO NOTHING
     RETURNING id::bigint";
 
@@ -478,6 +483,7 @@ const TAKE_AFRESH: &str = "
     UPDATE users
        SET username = $2, username_key = $3, username_skeleton = $4,
            username_display_skeleton = $5, password_hash = $6, created_at = now(),
+           creation_request = nullif(current_setting('cofrap.creation_request', true), ''),
            expired = false, mfa_secret = NULL, pending_mfa_secret = NULL,
            renewal_password_hash = NULL, renewal_mfa_secret = NULL,
            activated_at = NULL, last_totp_step = NULL, failed_attempts = 0, locked_until = NULL
@@ -494,6 +500,7 @@ const STAGE_PASSWORD: &str = "
 const STAGE_SECRET_AND_PROMOTE: &str = "
     UPDATE users
        SET password_hash = renewal_password_hash, renewal_password_hash = NULL,
+           creation_request = nullif(current_setting('cofrap.creation_request', true), ''),
            renewal_mfa_secret = $2, last_totp_step = NULL
      WHERE id = $1";
 
@@ -535,7 +542,11 @@ const CONFIRM_RENEWAL: &str = "
        AND renewal_mfa_secret IS NOT NULL
        AND (last_totp_step IS NULL OR last_totp_step < $2)";
 
-const REHASH: &str = "UPDATE users SET password_hash = $2 WHERE id = $1";
+const REHASH: &str = "
+    UPDATE users
+       SET password_hash = $2,
+           creation_request = nullif(current_setting('cofrap.creation_request', true), '')
+     WHERE id = $1";
 
 /// $3: lock for good; else $4 > 0: lock for $4 seconds; else no new lock.
 const RECORD_FAILURE: &str = "

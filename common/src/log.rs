@@ -69,7 +69,11 @@ pub fn write(function: &str, outcome: &str, started: Instant, detail: Option<&st
     if let Some(profile) = profile::report() {
         line["profile"] = profile;
     }
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    // One write: stderr is unbuffered, and the line would otherwise go out
+    // in dozens of pieces.
+    let mut text = line.to_string();
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// Where a request's time goes, gathered only when [`PROFILE_VARIABLE`] asks.

@@ -71,7 +71,8 @@ pub fn reissue(
         let row = tx.query_typed_opt(
             &format!(
                 "UPDATE users
-                    SET password_hash = $4
+                    SET password_hash = $4,
+                        creation_request = nullif(current_setting('cofrap.creation_request', true), '')
                   WHERE id = ({})
                     AND creation_request = $3
                     AND activated_at IS NULL AND mfa_secret IS NULL AND NOT expired

@@ -37,11 +37,12 @@ use crate::log::profile;
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, Row, SimpleQueryMessage};
+use postgres_protocol::escape::escape_literal;
 use std::time::{Duration, Instant};
 
 /// The schema version this build needs: the number of the newest file in
 /// `migrations/`. A newer database is accepted, since migrations only add.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// A statement's parameters, each with its type: statements go out with
 /// their types (`query_typed`), one round trip each instead of a prepare
@@ -117,6 +118,7 @@ impl Database {
             source: &self.source,
             events: Vec::new(),
             open: true,
+            failed: false,
         };
         let sent = Instant::now();
         profile::mark("tx_open");
@@ -177,6 +179,10 @@ pub struct Transaction<'a> {
     /// Written just before the commit, all in one statement.
     events: Vec<Event>,
     open: bool,
+    /// A statement failed: the server has aborted the transaction, and a
+    /// refusal made of that failure (a unique violation read as "taken")
+    /// commits nothing.
+    failed: bool,
 }
 
 impl Transaction<'_> {
@@ -192,7 +198,7 @@ impl Transaction<'_> {
         statement: &str,
         params: &Params,
     ) -> Result<Vec<Row>, postgres::Error> {
-        profile::during("statements", || self.client.query_typed(statement, params))
+        self.run(|client| client.query_typed(statement, params))
     }
 
     /// Runs a statement that returns at most one row.
@@ -201,9 +207,7 @@ impl Transaction<'_> {
         statement: &str,
         params: &Params,
     ) -> Result<Option<Row>, postgres::Error> {
-        profile::during("statements", || {
-            self.client.query_typed_opt(statement, params)
-        })
+        self.run(|client| client.query_typed_opt(statement, params))
     }
 
     /// Runs a statement; the number of rows it changed.
@@ -212,61 +216,89 @@ impl Transaction<'_> {
         statement: &str,
         params: &Params,
     ) -> Result<u64, postgres::Error> {
-        profile::during("statements", || {
-            self.client.execute_typed(statement, params)
-        })
+        self.run(|client| client.execute_typed(statement, params))
     }
 
     /// Runs statements without parameters (a `LOCK TABLE`, say).
     pub fn batch_execute(&mut self, statements: &str) -> Result<(), postgres::Error> {
-        self.client.batch_execute(statements)
+        self.run(|client| client.batch_execute(statements))
     }
 
+    /// Runs `statement` on the connection, timed in the profile, noting
+    /// whether it failed.
+    fn run<T>(
+        &mut self,
+        statement: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, postgres::Error> {
+        let result = profile::during("statements", || statement(self.client));
+        self.failed |= result.is_err();
+        result
+    }
+
+    /// Commits, in one round trip: the transaction's events, the check
+    /// that its deadline has not passed, and the `COMMIT`, in one message
+    /// that the server runs back to back. A server that froze and wakes up
+    /// late fails the check (migration 0007) and commits nothing.
     fn commit(&mut self) -> Result<(), Error> {
-        if !self.events.is_empty() {
-            profile::during("events", || self.write_events())?;
+        if self.failed {
+            // Aborted already: nothing to commit; the rollback is Drop's.
+            return Ok(());
         }
-        // Whatever its outcome, a COMMIT ends the transaction.
+        let mut message = events_insert(&std::mem::take(&mut self.events), self.source);
+        message.push_str(COMMIT_IN_TIME);
+        self.client.batch_execute(&message)?;
         self.open = false;
-        self.client.batch_execute("COMMIT")?;
         Ok(())
     }
+}
 
-    /// The transaction's events, in one statement.
-    fn write_events(&mut self) -> Result<(), Error> {
-        let events = std::mem::take(&mut self.events);
-        let accounts: Vec<Option<i64>> = events.iter().map(|e| e.account_id).collect();
-        let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
-        let outcomes: Vec<&str> = events.iter().map(|e| e.outcome).collect();
-        let reasons: Vec<Option<&str>> = events.iter().map(|e| e.reason).collect();
-        let details: Vec<Option<String>> = events
-            .iter()
-            .map(|e| e.detail.as_ref().map(ToString::to_string))
-            .collect();
-        let source = self.source;
-        let address = source.client_address.map(|a| a.to_string());
-        self.client.execute_typed(
-            "INSERT INTO account_events (account_id, kind, outcome, reason, detail, source,
-                                         client_address, user_agent, request_id, operator)
-             SELECT e.account_id, e.kind, e.outcome, e.reason, e.detail::jsonb, $6,
-                    $7::inet, $8, $9, $10
-               FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
-                    AS e(account_id, kind, outcome, reason, detail)",
-            &[
-                (&accounts, Type::INT8_ARRAY),
-                (&kinds, Type::TEXT_ARRAY),
-                (&outcomes, Type::TEXT_ARRAY),
-                (&reasons, Type::TEXT_ARRAY),
-                (&details, Type::TEXT_ARRAY),
-                (&source.name, Type::TEXT),
-                (&address, Type::TEXT),
-                (&source.user_agent, Type::TEXT),
-                (&source.request_id, Type::TEXT),
-                (&source.operator, Type::TEXT),
-            ],
-        )?;
-        Ok(())
+/// The check and the commit: see [`Transaction::commit`].
+pub const COMMIT_IN_TIME: &str = "SELECT (extract(epoch FROM clock_timestamp()) \
+     <= current_setting('cofrap.commit_by')::double precision)::cofrap_in_time; COMMIT";
+
+/// The constraint (migration 0007) a commit after its deadline fails.
+pub const LATE_COMMIT_CONSTRAINT: &str = "cofrap_commit_in_time";
+
+/// The statement that records `events` (nothing when there are none),
+/// followed by `;`. Written out as literals, not parameters, so that it
+/// travels in the commit's own message (a simple query takes none): every
+/// text goes through the driver's escaping (libpq's `PQescapeLiteral`),
+/// numbers and addresses are printed by Rust.
+fn events_insert(events: &[Event], source: &Source) -> String {
+    if events.is_empty() {
+        return String::new();
     }
+    let text = |value: Option<&str>| value.map_or("NULL".to_owned(), escape_literal);
+    let address = source.client_address.map(|a| a.to_string());
+    let common = format!(
+        "{}, {}::inet, {}, {}, {}",
+        text(Some(&source.name)),
+        text(address.as_deref()),
+        text(source.user_agent.as_deref()),
+        text(source.request_id.as_deref()),
+        text(source.operator.as_deref()),
+    );
+    let rows: Vec<String> = events
+        .iter()
+        .map(|event| {
+            let detail = event.detail.as_ref().map(ToString::to_string);
+            format!(
+                "({}, {}, {}, {}, {}::jsonb, {common})",
+                event
+                    .account_id
+                    .map_or("NULL".to_owned(), |id| id.to_string()),
+                text(Some(event.kind)),
+                text(Some(event.outcome)),
+                text(event.reason),
+                text(detail.as_deref()),
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO account_events (account_id, kind, outcome, reason, detail, source, \
+         client_address, user_agent, request_id, operator) VALUES {}; ",
+        rows.join(", ")
+    )
 }
 
 impl Drop for Transaction<'_> {
@@ -317,18 +349,15 @@ pub fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The SQLSTATE raised by the database when a commit arrives after the
-/// request's deadline (migration 0003's `cofrap_refuse_late_commit`).
-pub const LATE_COMMIT_SQLSTATE: &str = "CF001";
-
 /// How a database error is answered, by its SQLSTATE alone:
 /// - `08` (connection exception), `57P01` to `57P03` (the server is shutting
 ///   down or starting), `53300` (too many connections), `40001` and `40P01`
 ///   (serialization failure, deadlock: the transaction was rolled back),
 ///   `25006` (a read-only transaction: the server became a standby, a
 ///   failover is under way): `database_unavailable`, retryable;
-/// - `57014` (statement_timeout), `55P03` (lock_timeout) and
-///   [`LATE_COMMIT_SQLSTATE`]: `database_timeout`, retryable;
+/// - `57014` (statement_timeout) and `55P03` (lock_timeout):
+///   `database_timeout`, retryable (so is a commit refused by the deadline
+///   check, see [`LATE_COMMIT_CONSTRAINT`]);
 /// - anything else: `database_error`.
 pub fn classify_sqlstate(state: &str) -> fn(String) -> Error {
     match state {
@@ -336,7 +365,7 @@ pub fn classify_sqlstate(state: &str) -> fn(String) -> Error {
         "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "25006" => {
             Error::DatabaseUnavailable
         }
-        "57014" | "55P03" | LATE_COMMIT_SQLSTATE => deadline::timeout,
+        "57014" | "55P03" => deadline::timeout,
         _ => Error::Database,
     }
 }
@@ -347,6 +376,12 @@ impl From<postgres::Error> for Error {
     /// hold password hashes. Errors without a SQLSTATE are connection-level
     /// (closed, timed out, TLS) and carry no row data.
     fn from(error: postgres::Error) -> Self {
+        let late = error
+            .as_db_error()
+            .is_some_and(|e| e.constraint() == Some(LATE_COMMIT_CONSTRAINT));
+        if late {
+            return deadline::timeout("the commit came after the deadline".to_owned());
+        }
         match error.code() {
             Some(state) => classify_sqlstate(state.code())(format!("SQLSTATE {}", state.code())),
             None => Error::DatabaseUnavailable(with_causes(&error)),
@@ -366,7 +401,7 @@ mod tests {
         ] {
             assert_eq!(code(state), "database_unavailable", "{state}");
         }
-        for state in ["57014", "55P03", LATE_COMMIT_SQLSTATE] {
+        for state in ["57014", "55P03"] {
             assert_eq!(code(state), "database_timeout", "{state}");
         }
         for state in ["23505", "42P01", "42501", "XX000", "57000"] {
