@@ -289,6 +289,11 @@ fn make_run_creates_the_roles_and_serves_the_functions_as_theirs() {
                 .unwrap()
                 .join("cofrap-dev-server"),
         )
+        // This build's cofrap-admin: a clean clone has no release build.
+        .env(
+            "ADMIN",
+            exe.parent().unwrap().parent().unwrap().join("cofrap-admin"),
+        )
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .process_group(0);
@@ -302,13 +307,16 @@ fn make_run_creates_the_roles_and_serves_the_functions_as_theirs() {
     ] {
         command.env_remove(variable);
     }
-    let run = MakeRun {
+    let mut run = MakeRun {
         process: command.spawn().unwrap(),
         local: local.clone(),
     };
     let base = format!("http://127.0.0.1:{port}/function");
     let started = std::time::Instant::now();
     while ureq::get(&format!("{base}/frontend")).call().is_err() {
+        if let Ok(Some(status)) = run.process.try_wait() {
+            panic!("make run stopped before serving the page: {status}");
+        }
         assert!(
             started.elapsed() < std::time::Duration::from_secs(90),
             "make run did not serve the page"
