@@ -246,6 +246,18 @@ fn a_server_that_accepts_and_never_answers_gets_database_timeout_in_time() {
     assert_fault_in_time(&output, elapsed, "database_timeout");
 }
 
+/// A stopped process, continued when dropped.
+struct Frozen(u32);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // Not `signal`: no panic in a drop that may run while unwinding.
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
 #[test]
 fn a_backend_frozen_mid_request_and_woken_after_the_deadline_stores_nothing() {
     if !is_root() {
@@ -266,13 +278,16 @@ fn a_backend_frozen_mid_request_and_woken_after_the_deadline_stores_nothing() {
         // Frozen while its INSERT waits; then the lock goes away, so that a
         // woken backend would find nothing in its way.
         signal(pid as u32, "STOP");
+        // Woken whatever happens: a backend left stopped would hang the
+        // server's DROP DATABASE of every other test.
+        let frozen = Frozen(pid as u32);
         holder.batch_execute("COMMIT").unwrap();
         let (output, elapsed) = run.join().unwrap();
         let detail = assert_fault_in_time(&output, elapsed, "database_timeout");
         assert!(detail.contains("statements"), "{detail}");
 
         // Woken after the deadline: it must neither insert nor commit.
-        signal(pid as u32, "CONT");
+        drop(frozen);
         let started = Instant::now();
         while observer
             .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])

@@ -220,7 +220,7 @@ pub fn locate(
 
 /// `show USER`.
 pub fn show(db: &mut Database, designation: &Designation) -> Outcome {
-    db.transaction(|tx| {
+    db.read(|tx| {
         Ok(match locate(tx, designation, false)? {
             None => Err(unknown(designation)),
             Some(account) => Ok(describe(&account)),

@@ -211,7 +211,7 @@ fn event_table(rows: &[Row]) -> Table {
 
 /// `events USER` or `events --source ADDRESS`, newest first.
 pub fn events(db: &mut Database, whose: &Whose, since: Option<&Since>, limit: i64) -> Outcome {
-    db.transaction(|tx| {
+    db.read(|tx| {
         let from = match since {
             None => SystemTime::UNIX_EPOCH,
             Some(since) => match instant(tx, since)? {
@@ -290,7 +290,7 @@ const REPORT_TOP: i64 = 10;
 /// refusals, and the locks, hard locks and refresh-token reuses, in the
 /// period.
 pub fn report(db: &mut Database, since: &Since) -> Outcome {
-    db.transaction(|tx| {
+    db.read(|tx| {
         let from = match instant(tx, since)? {
             Ok(at) => at,
             Err(failure) => return Ok(Err(failure)),

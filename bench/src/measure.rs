@@ -163,7 +163,7 @@ impl Environment {
             phases: phases(&stderr, exited),
         };
         let response = serde_json::from_str(&stdout).unwrap_or_else(|_| {
-            if stdout.starts_with("<!DOCTYPE html>") {
+            if stdout.to_ascii_lowercase().starts_with("<!doctype html>") {
                 json!({"page": true})
             } else {
                 json!({"error": "not JSON", "stdout": stdout})

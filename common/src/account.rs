@@ -651,7 +651,7 @@ fn verify_unlocked(
     // A transaction of its own: the check below (bcrypt, the slow part)
     // runs outside any, so that a pooler's server connection is not held
     // through it.
-    let Some(account) = db.transaction(|tx| read(tx, username, policy, NO_LOCK))? else {
+    let Some(account) = db.read(|tx| read(tx, username, policy, NO_LOCK))? else {
         password::verify_nothing(password, policy.bcrypt_cost);
         return Ok(Verified {
             hash: None,

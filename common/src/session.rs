@@ -81,10 +81,15 @@ pub fn open(
     username: &str,
 ) -> Result<Tokens, Error> {
     let lifetime = f64::from(config.sessions.session_seconds);
+    let refresh_token = random_token(32)?;
     let row = tx
         .query_typed_opt(
             OPEN_SESSION,
-            &[(&account_id, Type::INT8), (&lifetime, Type::FLOAT8)],
+            &[
+                (&account_id, Type::INT8),
+                (&lifetime, Type::FLOAT8),
+                (&token_hash(&refresh_token), Type::BYTEA),
+            ],
         )?
         .ok_or_else(|| Error::Internal("the signed-in account has no row".to_owned()))?;
     let session = Session {
@@ -94,7 +99,7 @@ pub fn open(
         seconds_left: row.get(3),
     };
     tx.record(Event::ok(account_id, kind::SESSION_OPENED).with(json!({"session": session.id})));
-    issue(tx, config, keys, &session, account_id, username)
+    issue(config, keys, &session, account_id, username, refresh_token)
 }
 
 /// refresh: exchanges a refresh token for a new access token and a new
@@ -163,10 +168,18 @@ pub fn refresh(
             );
             return Err(Error::InvalidRefreshToken);
         }
-        tx.execute_typed(ROTATE, &[(&hash, Type::BYTEA), (&session.id, Type::INT8)])?;
+        let refresh_token = random_token(32)?;
+        tx.execute_typed(
+            ROTATE,
+            &[
+                (&hash, Type::BYTEA),
+                (&session.id, Type::INT8),
+                (&token_hash(&refresh_token), Type::BYTEA),
+            ],
+        )?;
         tx.record(Event::ok(account_id, kind::REFRESHED).with(about_session));
         let username: String = row.get("username");
-        issue(tx, config, keys, &session, account_id, &username)
+        issue(config, keys, &session, account_id, &username, refresh_token)
     })
 }
 
@@ -193,23 +206,16 @@ struct Session {
     seconds_left: i64,
 }
 
-/// Stores a new refresh token for `session` and signs an access token.
+/// Signs an access token for `session`, whose new refresh token (stored
+/// by the statement that opened or rotated it) is `refresh_token`.
 fn issue(
-    tx: &mut Transaction,
     config: &Config,
     keys: &SigningKeys,
     session: &Session,
     account_id: i64,
     username: &str,
+    refresh_token: String,
 ) -> Result<Tokens, Error> {
-    let refresh_token = random_token(32)?;
-    tx.execute_typed(
-        STORE_REFRESH_TOKEN,
-        &[
-            (&token_hash(&refresh_token), Type::BYTEA),
-            (&session.id, Type::INT8),
-        ],
-    )?;
     let issued_at = i64::try_from(crate::totp::unix_now())
         .map_err(|_| Error::Internal("the clock is beyond 2262".to_owned()))?;
     // An access token never outlives its session.
@@ -247,19 +253,22 @@ fn token_hash(token: &str) -> Vec<u8> {
 }
 
 /// A new family, bound to the credentials it was opened under (their
-/// `created_at`, which renewal changes). Returns its id, start and end
-/// (Unix seconds), and the seconds left.
+/// `created_at`, which renewal changes), with its first refresh token ($3,
+/// the hash), in one statement. Returns its id, start and end (Unix
+/// seconds), and the seconds left.
 const OPEN_SESSION: &str = "
-    INSERT INTO sessions (user_id, credentials_issued_at, expires_at)
-    SELECT id, created_at, now() + make_interval(secs => $2)
-      FROM users WHERE id = $1
-    RETURNING id,
-              floor(extract(epoch FROM started_at))::bigint,
-              floor(extract(epoch FROM expires_at))::bigint,
-              floor(extract(epoch FROM expires_at - now()))::bigint";
-
-const STORE_REFRESH_TOKEN: &str = "
-    INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)";
+    WITH opened AS (
+        INSERT INTO sessions (user_id, credentials_issued_at, expires_at)
+        SELECT id, created_at, now() + make_interval(secs => $2)
+          FROM users WHERE id = $1
+        RETURNING id, started_at, expires_at),
+    stored AS (
+        INSERT INTO refresh_tokens (token_hash, session_id) SELECT $3, id FROM opened)
+    SELECT id,
+           floor(extract(epoch FROM started_at))::bigint,
+           floor(extract(epoch FROM expires_at))::bigint,
+           floor(extract(epoch FROM expires_at - now()))::bigint
+      FROM opened";
 
 /// The token, its family and its account, with every reason to refuse it.
 /// The token and the family are locked (two refreshes with one token: the
@@ -288,10 +297,12 @@ const END_SESSION: &str = "
     UPDATE sessions SET ended_at = now(), end_reason = $2
      WHERE id = $1 AND ended_at IS NULL";
 
-/// The presented token is used up; the family was used now.
+/// The presented token is used up, the family was used now, and its new
+/// refresh token ($3, the hash) is stored, in one statement.
 const ROTATE: &str = "
-    WITH used AS (UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1)
-    UPDATE sessions SET last_used_at = now() WHERE id = $2";
+    WITH used AS (UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1),
+         touched AS (UPDATE sessions SET last_used_at = now() WHERE id = $2)
+    INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($3, $2)";
 
 const SIGN_OUT: &str = "
     UPDATE sessions SET ended_at = now(), end_reason = 'signed_out'

@@ -25,6 +25,6 @@ fn floor() -> Result<serde_json::Value, Error> {
     let config = Config::from_env()?;
     let deadline =
         common::deadline::Deadline::new(std::time::Instant::now(), config.request_deadline);
-    Database::connect(&config.database, "floor", &deadline)?;
+    Database::connect(&config.database, "floor", &deadline)?.check()?;
     Ok(json!({ "username": username, "connected": true }))
 }

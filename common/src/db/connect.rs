@@ -24,13 +24,23 @@ use std::time::Duration;
 /// however many servers remain to be tried.
 const MIN_ATTEMPT: Duration = Duration::from_secs(1);
 
+/// What [`primary`] found.
+pub(super) enum Reached {
+    /// A server that accepts writes, with this schema version.
+    Checked(Client, i32),
+    /// The last server of the list, not asked yet (its answer would change
+    /// nothing: there is no other to try): the first transaction asks, in
+    /// the query that opens it, one round trip fewer. Named for the log.
+    Unchecked(Client, String),
+}
+
 /// Connects to the first server of `settings` that accepts writes, and
-/// checks its schema; returns the connection and the schema version found.
+/// checks its schema (see [`Reached`]).
 pub(super) fn primary(
     settings: &DatabaseSettings,
     application_name: &str,
     deadline: &Deadline,
-) -> Result<(Client, i32), Error> {
+) -> Result<Reached, Error> {
     // Built once: parsing the CA and the provider's set-up cost the same for
     // every attempt.
     let connector = match settings.tls {
@@ -69,7 +79,7 @@ pub(super) fn primary(
                 timeout,
                 connector.as_ref(),
             );
-            let mut client = match attempt {
+            let client = match attempt {
                 Ok(client) => client,
                 Err(error) if deadline.remaining().is_zero() => {
                     return Err(deadline::timeout(super::with_causes(&error)))
@@ -83,9 +93,14 @@ pub(super) fn primary(
                     continue;
                 }
             };
-            let (version, read_only) = schema_and_role(&mut client)?;
+            let last = index + 1 == endpoints.len() && number + 1 == addresses.len();
+            if last {
+                return Ok(Reached::Unchecked(client, shown(endpoint, *address)));
+            }
+            let mut client = client;
+            let (version, read_only) = schema_and_role(&mut client, None)?;
             if !read_only {
-                return Ok((client, version));
+                return Ok(Reached::Checked(client, version));
             }
             failures.push(format!(
                 "{}: read-only (a standby)",

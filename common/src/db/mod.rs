@@ -58,6 +58,9 @@ pub struct Database {
     /// SHA-256, hex, of generate-password's) is also told to the database
     /// by every transaction, whose trigger records it with the password.
     source: Source,
+    /// The server not asked yet whether it accepts writes and has the
+    /// schema (see [`connect::Reached`]): the next query asks.
+    unchecked: Option<String>,
 }
 
 impl Database {
@@ -68,13 +71,13 @@ impl Database {
         application_name: &str,
         deadline: &Deadline,
     ) -> Result<Database, Error> {
-        let (client, version) = connect::primary(settings, application_name, deadline)?;
-        if version < SCHEMA_VERSION {
-            return Err(Error::SchemaOutdated {
-                found: version,
-                expected: SCHEMA_VERSION,
-            });
-        }
+        let (client, unchecked) = match connect::primary(settings, application_name, deadline)? {
+            connect::Reached::Checked(client, version) => {
+                usable(version, false, "")?;
+                (client, None)
+            }
+            connect::Reached::Unchecked(client, server) => (client, Some(server)),
+        };
         Ok(Database {
             client,
             deadline: *deadline,
@@ -82,7 +85,18 @@ impl Database {
                 name: application_name.to_owned(),
                 ..Source::default()
             },
+            unchecked,
         })
+    }
+
+    /// Checks the schema and that the server accepts writes, now, if no
+    /// query has yet (the floor of `make bench`: connect, one query).
+    pub fn check(&mut self) -> Result<(), Error> {
+        if let Some(server) = self.unchecked.take() {
+            let (version, read_only) = schema_and_role(&mut self.client, None)?;
+            usable(version, read_only, &server)?;
+        }
+        Ok(())
     }
 
     /// Where the request came from, for the events of its transactions.
@@ -110,8 +124,26 @@ impl Database {
         &mut self,
         work: impl FnOnce(&mut Transaction<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        self.run(false, work)
+    }
+
+    /// Runs `work` in a read-only transaction, which records no event and
+    /// commits without the deadline check (it has nothing to commit).
+    pub fn read<T>(
+        &mut self,
+        work: impl FnOnce(&mut Transaction<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.run(true, work)
+    }
+
+    fn run<T>(
+        &mut self,
+        read_only: bool,
+        work: impl FnOnce(&mut Transaction<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         deadline::enter(Phase::Transaction);
-        let opening = self.opening();
+        let opening = self.opening(read_only);
+        let unchecked = self.unchecked.take();
         // From here on, dropping the transaction rolls it back.
         let mut tx = Transaction {
             client: &mut self.client,
@@ -119,10 +151,20 @@ impl Database {
             events: Vec::new(),
             open: true,
             failed: false,
+            read_only,
         };
         let sent = Instant::now();
         profile::mark("tx_open");
-        tx.client.batch_execute(&opening)?;
+        match &unchecked {
+            // The server's first query: the schema and role check, with the
+            // settings.
+            Some(server) => {
+                let (version, read_only) = schema_and_role(tx.client, Some(&opening))?;
+                usable(version, read_only, server)?;
+                deadline::enter(Phase::Transaction);
+            }
+            None => tx.client.batch_execute(&opening)?,
+        }
         profile::mark("work");
         // The server read its clock somewhere within the round trip, so its
         // commit_by may be up to a round trip later than ours. Negligible on
@@ -153,10 +195,15 @@ impl Database {
     /// The query that opens a transaction with the request's settings: the
     /// time left less the deadline's margin, at least 1 ms (0 would mean no
     /// limit).
-    fn opening(&self) -> String {
+    fn opening(&self, read_only: bool) -> String {
         let budget_ms = self.deadline.database_budget().as_millis().max(1);
+        let begin = if read_only {
+            "BEGIN READ ONLY"
+        } else {
+            "BEGIN"
+        };
         let mut opening = format!(
-            "BEGIN; SELECT set_config('statement_timeout', '{budget_ms}', true), \
+            "{begin}; SELECT set_config('statement_timeout', '{budget_ms}', true), \
                     set_config('lock_timeout', '{budget_ms}', true), \
                     set_config('cofrap.commit_by', \
                                (extract(epoch FROM clock_timestamp()) + {budget_ms} / 1000.0)::text, \
@@ -183,6 +230,8 @@ pub struct Transaction<'a> {
     /// refusal made of that failure (a unique violation read as "taken")
     /// commits nothing.
     failed: bool,
+    /// Opened `READ ONLY` ([`Database::read`]).
+    read_only: bool,
 }
 
 impl Transaction<'_> {
@@ -242,6 +291,12 @@ impl Transaction<'_> {
     fn commit(&mut self) -> Result<(), Error> {
         if self.failed {
             // Aborted already: nothing to commit; the rollback is Drop's.
+            return Ok(());
+        }
+        if self.read_only {
+            debug_assert!(self.events.is_empty(), "events in a read-only transaction");
+            self.client.batch_execute("COMMIT")?;
+            self.open = false;
             return Ok(());
         }
         let mut message = events_insert(&std::mem::take(&mut self.events), self.source);
@@ -311,25 +366,52 @@ impl Drop for Transaction<'_> {
     }
 }
 
+/// Whether a server with this schema version, read-only or not, can serve
+/// the functions (`server` names it for the log).
+fn usable(version: i32, read_only: bool, server: &str) -> Result<(), Error> {
+    if read_only {
+        return Err(Error::DatabaseUnavailable(format!(
+            "no server accepts writes: {server}: read-only (a standby)"
+        )));
+    }
+    if version < SCHEMA_VERSION {
+        return Err(Error::SchemaOutdated {
+            found: version,
+            expected: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// The query of [`schema_and_role`]. Read-only as libpq's
+/// `target_session_attrs=read-write` means it (a standby, or
+/// `default_transaction_read_only`), asked so that a transaction opened
+/// `READ ONLY` on purpose does not count.
+const SCHEMA_AND_ROLE: &str = "SELECT coalesce(max(version), 0), \
+     (pg_is_in_recovery() OR current_setting('default_transaction_read_only')::boolean)::text \
+     FROM cofrap_schema_migrations";
+
 /// The schema version and whether the server is read-only (a standby), in
-/// one simple query, outside any transaction.
-fn schema_and_role(client: &mut Client) -> Result<(i32, bool), Error> {
+/// one simple query: alone, outside any transaction, or after `opening`
+/// (a transaction's), in the same round trip.
+fn schema_and_role(client: &mut Client, opening: Option<&str>) -> Result<(i32, bool), Error> {
     deadline::enter(Phase::SchemaCheck);
-    let messages = client
-        .simple_query(
-            "SELECT coalesce(max(version), 0), current_setting('transaction_read_only') \
-               FROM cofrap_schema_migrations",
-        )
-        .map_err(|e| match e.code() {
-            Some(state) if *state == SqlState::UNDEFINED_TABLE => Error::SchemaMissing,
-            _ => Error::from(e),
-        })?;
+    let query = match opening {
+        Some(opening) => format!("{opening}; {SCHEMA_AND_ROLE}"),
+        None => SCHEMA_AND_ROLE.to_owned(),
+    };
+    let messages = client.simple_query(&query).map_err(|e| match e.code() {
+        Some(state) if *state == SqlState::UNDEFINED_TABLE => Error::SchemaMissing,
+        _ => Error::from(e),
+    })?;
+    // The last row is the check's (an opening's settings come first).
     messages
         .iter()
+        .rev()
         .find_map(|message| match message {
             SimpleQueryMessage::Row(row) => {
                 let version = row.get(0).and_then(|v| v.parse().ok())?;
-                Some((version, row.get(1) == Some("on")))
+                Some((version, row.get(1) == Some("true")))
             }
             _ => None,
         })
