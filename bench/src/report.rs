@@ -210,9 +210,16 @@ fn phases(rounds: &[Round]) -> String {
                 let _ = writeln!(w, "| {label} | {} |", cells.join(" | "));
             }
         }
+        // Blank for the floor, which has no phases.
         let sums: Vec<String> = medians
             .iter()
-            .map(|m| format!("{:.1}", m.values().sum::<f64>()))
+            .map(|m| {
+                if m.is_empty() {
+                    String::new()
+                } else {
+                    format!("{:.1}", m.values().sum::<f64>())
+                }
+            })
             .collect();
         let totals: Vec<String> = series
             .iter()
