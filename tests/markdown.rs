@@ -363,13 +363,14 @@ pub fn run_examples(
             outputs.push(output.to_owned());
         }
         let reached = outputs.len();
-        let last = reached.checked_sub(1).map(|i| examples[i].line);
+        // The line of the last example that started (0: none did).
+        let last = reached.checked_sub(1).map_or(0, |i| examples[i].line);
         match status {
             None => panic!(
-                "{file}: the example of line {last:?} did not finish within {timeout:?}\n{stderr}"
+                "{file}: the example of line {last} did not finish within {timeout:?}\n{stderr}"
             ),
             Some(status) if !status.success() => panic!(
-                "{file}: the example of line {last:?} failed ({status})\nits output: {:?}\nstderr: {stderr}",
+                "{file}: the example of line {last} failed ({status})\nits output: {:?}\nstderr: {stderr}",
                 outputs.last()
             ),
             Some(_) => {}
