@@ -84,7 +84,7 @@ PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
         images push deploy secrets db up bench run pg-deps db-roles container-deps podman-conf \
-        image-contexts admin admin-job tls-deps db-postgres db-cnpg db-schema database-choice edge docker-deps musl-deps audit audit-deps \
+        image-contexts admin admin-job tls-deps docs-deps db-postgres db-cnpg db-schema database-choice edge docker-deps musl-deps audit audit-deps \
         pooler-deps
 
 help: ## List the targets
@@ -98,7 +98,7 @@ static: musl-deps ## Fully static musl binaries of the functions and cofrap-admi
 	$(MUSL_CC) RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(MUSL) \
 	    $(addprefix --package ,$(IMAGES))
 
-run: pg-deps ## Run everything on this machine: PostgreSQL, the functions and the page (http://127.0.0.1:8080)
+run: pg-deps tls-deps ## Run everything on this machine: PostgreSQL, the functions and the page (http://127.0.0.1:8080)
 	$(CARGO) build --release --locked --workspace --bins
 	dev/run
 
@@ -163,16 +163,19 @@ db-migrate: ## Apply migrations/*.sql as the owner role, then cofrap-admin rekey
 	@$(ADMIN) rekey
 
 # cofrap-admin on `make run`'s database (.local/, which dev/run creates),
-# as its administrator (.local/admin's secret files): make admin ARGS="show
-# alice". Actions are written with the operator's name: COFRAP_OPERATOR, or
-# the login name on this machine. LOCAL_DIR and PG_PORT as for dev/run.
+# as its administrator (.local/admin's secret files), over TLS at
+# verify-full against make run's local CA: make admin ARGS="show alice".
+# Actions are written with the operator's name: COFRAP_OPERATOR, or the
+# login name on this machine. LOCAL_DIR and PG_PORT as for dev/run.
 LOCAL_DIR ?= .local
 PG_PORT   ?= 5544
 admin: ## Run cofrap-admin on make run's database: make admin ARGS="show alice" (cofrap-admin --help)
 	@test -f "$(LOCAL_DIR)/admin/db-admin-password" || { \
 	    echo "admin: no database of make run in $(LOCAL_DIR): run make run first" >&2; exit 2; }
+	@test -f "$(LOCAL_DIR)/admin/db-ca-certificate" || { \
+	    echo "admin: make run's database in $(LOCAL_DIR) has no certificate yet: run make run once" >&2; exit 2; }
 	@env -u DATABASE_URL SECRETS_DIR="$(LOCAL_DIR)/admin" POSTGRES_HOST=127.0.0.1 POSTGRES_PORT=$(PG_PORT) \
-	    POSTGRES_DB=cofrap_db POSTGRES_SSLMODE=disable \
+	    POSTGRES_DB=cofrap_db POSTGRES_SSLMODE=verify-full \
 	    COFRAP_OPERATOR="$${COFRAP_OPERATOR:-$$(id -un)}" $(ADMIN) $(ARGS)
 
 # cofrap-admin in the cluster, as a Job of its own (k8s/admin-job.yaml, run
@@ -281,6 +284,20 @@ tls-deps:
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssl; \
 	fi
 
+# What the docs' examples use beside the functions (curl, jq, zbarimg to
+# read a QR code, oathtool to compute a TOTP code): tests/roles.rs runs the
+# examples against make run.
+docs-deps:
+	@packages=; \
+	for tool in curl:curl jq:jq zbarimg:zbar-tools oathtool:oathtool; do \
+	    command -v $${tool%%:*} >/dev/null || packages="$$packages $${tool#*:}"; \
+	done; \
+	if [ -n "$$packages" ]; then \
+	    echo Installing$$packages "from Debian's packages"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$packages; \
+	fi
+
 # PgBouncer, the connection pooler tests/pooler.rs starts in front of the
 # test database (Debian's 1.18, as measured in production-like runs). On a
 # machine with an init system, the package also starts its own service on
@@ -292,8 +309,8 @@ pooler-deps:
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends pgbouncer; \
 	fi
 
-# Everything the tests use: PostgreSQL, PgBouncer, Chromium and axe-core, openssl, cargo-audit, the Python peers of the parity tests.
-test-deps: pg-deps pooler-deps browser-deps $(AXE) tls-deps audit-deps $(PYTHON)
+# Everything the tests use: PostgreSQL, PgBouncer, Chromium and axe-core, openssl, cargo-audit, the Python peers of the parity tests, the docs examples' tools.
+test-deps: pg-deps pooler-deps browser-deps $(AXE) tls-deps audit-deps $(PYTHON) docs-deps
 
 $(PYTHON): tests/requirements.txt
 	@python3 -m venv --help >/dev/null 2>&1 || { \
@@ -381,7 +398,7 @@ db-postgres:
 # the certificate) into db-ca-certificate once the cluster is ready.
 db-cnpg:
 	@if grep -q REPLACE-ME k8s/cnpg/backup.yaml; then \
-	    echo "k8s/cnpg/backup.yaml: set the object store (REPLACE-ME) first, see the README" >&2; exit 2; fi
+	    echo "k8s/cnpg/backup.yaml: set the object store (REPLACE-ME) first, see docs/OPERATIONS.md" >&2; exit 2; fi
 	NAMESPACE=$(NAMESPACE) k8s-secrets/database-secrets.sh superuser
 	kubectl apply -f k8s/cnpg/
 	kubectl -n $(NAMESPACE) wait --for=condition=Ready cluster/cofrap-db --timeout=900s

@@ -16,7 +16,7 @@
 # temporary folder, never through the command line, and are never printed.
 #
 # A secret that already exists is kept: a new encryption-key would make every
-# stored 2FA secret unreadable (see "Rotating the Fernet key" in the README),
+# stored 2FA secret unreadable (see "Rotating the Fernet key" in docs/OPERATIONS.md),
 # and a new jwt-signing-keys would invalidate every access token in flight
 # (see "Rotating the signing key").
 #

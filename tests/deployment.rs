@@ -310,8 +310,8 @@ fn the_dockerfile_builds_a_static_scratch_image_running_what_fprocess_names() {
             .unwrap_or_else(|| panic!("no ARG {name}"))
     };
     // Pinned base images.
-    // The newest classic watchdog release (the README says which version
-    // the image test ran).
+    // The newest classic watchdog release (docs/OPERATIONS.md says which
+    // version the image test ran).
     let watchdog = arg("WATCHDOG_IMAGE");
     assert_eq!(watchdog, "ghcr.io/openfaas/classic-watchdog:0.3.9");
     let rust = arg("RUST_IMAGE");
@@ -1133,7 +1133,7 @@ fn cloudnative_pg_and_gateway_api_resources_validate_against_their_crds() {
         // Kubernetes' own kinds: kubernetes-validate, below.
         "builtin NetworkPolicy/cofrap-db",
         "builtin NetworkPolicy/cofrap-db-pooler",
-        // No CRD of theirs here: documented in the README, checked by hand.
+        // No CRD of theirs here: documented in docs/OPERATIONS.md, checked by hand.
         "no-crd ObjectStore/cofrap-backups",
         "no-crd BackendTrafficPolicy/cofrap-edge",
     ]);
@@ -1457,7 +1457,7 @@ fn number(value: &Yaml) -> u64 {
     }
 }
 
-/// The README's connection budget, from the shipped numbers.
+/// The connection budget of docs/OPERATIONS.md, from the shipped numbers.
 #[test]
 fn the_connection_budget_adds_up() {
     let stack = stack_for(&[]);
@@ -1469,7 +1469,10 @@ fn the_connection_budget_adds_up() {
                 * number(&function["environment"]["max_inflight"]);
         }
     }
-    assert_eq!(clients, 100, "the README's arithmetic: 5 x 5 x 4");
+    assert_eq!(
+        clients, 100,
+        "the arithmetic of docs/OPERATIONS.md: 5 x 5 x 4"
+    );
 
     let cnpg = documents_in("k8s/cnpg");
     let pooler = &document(&cnpg, "Pooler/cofrap-db-pooler")["spec"];
@@ -1506,8 +1509,8 @@ fn the_connection_budget_adds_up() {
     let database_share_ms = deadline_ms - (deadline_ms / 8).clamp(250, 1000);
     assert!(number(&pgbouncer["query_wait_timeout"]) * 1000 < database_share_ms);
 
-    // The README states the same numbers.
-    let readme = read("README.md");
+    // docs/OPERATIONS.md states the same numbers.
+    let operations = read("docs/OPERATIONS.md");
     for fact in [
         "5 × 5 × 4 = 100".to_owned(),
         format!(
@@ -1527,7 +1530,10 @@ fn the_connection_budget_adds_up() {
         ),
         format!("{} s |", database_share_ms / 1000),
     ] {
-        assert!(readme.contains(&fact), "the README lacks {fact:?}");
+        assert!(
+            operations.contains(&fact),
+            "docs/OPERATIONS.md lacks {fact:?}"
+        );
     }
 }
 

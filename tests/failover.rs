@@ -49,7 +49,7 @@ fn a_failover_under_load_loses_no_acknowledged_account_and_leaves_no_orphan() {
         );
     };
 
-    // Every answer: a success, or a code the README calls retryable (the
+    // Every answer: a success, or a code docs/API.md calls retryable (the
     // documented replay of a sign-in code aside), in time.
     for answer in &report.answers {
         assert!(
@@ -310,7 +310,7 @@ fn a_commit_waiting_for_a_stopped_standby_answers_at_the_deadline_and_a_retry_ge
     }
     assert_eq!(count_accounts(&mut db, &users), 4);
 
-    // As the README says: retried with the same request id, each gets its
+    // As docs/API.md says: retried with the same request id, each gets its
     // account (a new password, which works).
     functions.unset("REQUEST_DEADLINE_MS");
     for request in &requests {

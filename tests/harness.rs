@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 pub mod containers;
+pub mod markdown;
 pub mod pgbouncer;
 pub mod replication;
 

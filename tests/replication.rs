@@ -287,7 +287,7 @@ impl Answer {
     }
 }
 
-/// The codes the README calls retryable.
+/// The codes docs/API.md calls retryable.
 pub const RETRYABLE: [&str; 2] = ["database_unavailable", "database_timeout"];
 
 /// How one client's journey ended.
@@ -341,7 +341,7 @@ impl SwitchReport {
     }
 }
 
-/// One person with their client, retrying as the README says.
+/// One person with their client, retrying as docs/API.md says.
 struct Person<'a> {
     run: &'a (dyn Fn(&str, &[u8]) -> Output + Sync),
     username: String,
@@ -351,7 +351,7 @@ struct Person<'a> {
     answers: Vec<Answer>,
 }
 
-/// How long a client pauses before retrying. Shorter than the README's
+/// How long a client pauses before retrying. Shorter than docs/API.md's
 /// advice (one second, then more), to time the switch finely.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -415,7 +415,7 @@ impl Person<'_> {
 
     /// authenticate until it succeeds. A retried code may have been
     /// consumed by an attempt whose reply was lost: refused then as a
-    /// replay, the client waits for the next code (as the README says).
+    /// replay, the client waits for the next code (as docs/API.md says).
     fn sign_in(&mut self, password: &str, secret: &str) -> Result<(), String> {
         let started = Instant::now();
         let mut step = current_step();

@@ -367,8 +367,9 @@ fn make_run_creates_the_roles_and_serves_the_functions_as_theirs() {
     let read = |path: &str| std::fs::read_to_string(local.join(path)).unwrap();
     assert_eq!(read("secrets/db-credentials-username"), "cofrap_functions");
     assert!(!local.join("secrets/db-admin-password").exists());
+    // Over the Unix socket: TCP takes TLS only, which this client lacks.
     let admin = Server {
-        host: "127.0.0.1".into(),
+        host: local.join("run").display().to_string(),
         port: pg_port,
         user: read("admin/db-admin-username"),
         password: read("admin/db-admin-password").trim().to_owned(),
@@ -384,6 +385,50 @@ fn make_run_creates_the_roles_and_serves_the_functions_as_theirs() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), OWNER_ROLE);
     assert_eq!(row.get::<_, i64>(1), 1);
+    // The database takes TCP over TLS only: the functions connected at
+    // verify-full with make run's CA.
+    let plain = postgres::Config::new()
+        .host("127.0.0.1")
+        .port(pg_port)
+        .user(&admin.user)
+        .password(&admin.password)
+        .dbname("cofrap_db")
+        .connect(postgres::NoTls);
+    assert!(plain.is_err(), "make run's database took TCP without TLS");
     drop(db);
+
+    // The docs' shell examples, as a reader runs them against make run:
+    // in a checkout of their own whose .local is this run's and whose
+    // target/release holds this build's binaries, with make run's default
+    // ports replaced by this run's.
+    let checkout = std::env::temp_dir().join(unique("cofrap-docs-examples-"));
+    std::fs::create_dir_all(checkout.join("target")).unwrap();
+    std::os::unix::fs::symlink(&local, checkout.join(".local")).unwrap();
+    std::os::unix::fs::symlink(
+        exe.parent().unwrap().parent().unwrap(),
+        checkout.join("target/release"),
+    )
+    .unwrap();
+    let root = repo_root();
+    let files: Vec<String> = markdown::tracked_markdown(&root)
+        .iter()
+        .map(|f| f.strip_prefix(&root).unwrap().display().to_string())
+        .collect();
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    let run_examples = std::panic::catch_unwind(|| {
+        markdown::run_examples(
+            &root,
+            &files,
+            &checkout,
+            &[
+                ("127.0.0.1:8080", format!("127.0.0.1:{port}")),
+                ("POSTGRES_PORT=5544", format!("POSTGRES_PORT={pg_port}")),
+            ],
+            std::time::Duration::from_secs(120),
+        )
+    });
+    let _ = std::fs::remove_dir_all(&checkout);
+    let examples = run_examples.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    assert!(examples >= 7, "only {examples} examples in the docs");
     drop(run);
 }

@@ -252,7 +252,7 @@ fn wrong_codes_lock_escalate_until_the_hard_limit_and_unlocking_forces_a_renewal
         "invalid_credentials"
     );
 
-    // The operator unlocks it (README: cofrap-admin unlock), naming it as
+    // The operator unlocks it (docs/OPERATIONS.md: cofrap-admin unlock), naming it as
     // the functions would find it. A hard lock means someone else holds the
     // password: the owner's next sign-in renews the credentials instead of
     // carrying on with them.

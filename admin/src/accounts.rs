@@ -108,7 +108,7 @@ pub struct OpenSession {
 
 impl Snapshot {
     /// Where the account is in its lifecycle: pending, active, expired or
-    /// renewing (the README's words).
+    /// renewing (the words of docs/API.md).
     pub fn lifecycle(&self) -> &'static str {
         if self.renewal_password_staged || self.renewal_two_factor_staged {
             "renewing"

@@ -442,16 +442,17 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_kind_of_event() {
-        let readme = include_str!("../../README.md");
-        let start = readme
-            .find("### Account events")
+    fn the_operations_docs_list_every_kind_of_event() {
+        let operations = include_str!("../../docs/OPERATIONS.md");
+        let start = operations
+            .find("\n## Account events\n")
             .expect("no events section");
-        let section = &readme[start..start + readme[start..].find("\n### ").unwrap()];
+        let section =
+            &operations[start..start + 1 + operations[start + 1..].find("\n## ").unwrap()];
         for kind in kind::ALL {
             assert!(
                 section.contains(&format!("\n| `{kind}` |")),
-                "the README's table of events lacks {kind}"
+                "the table of events of docs/OPERATIONS.md lacks {kind}"
             );
         }
     }

@@ -2,8 +2,9 @@
 //! `/var/openfaas/secrets` (one file per secret, named like the secret), and
 //! settings are environment variables.
 //!
-//! The names below are the only place they are spelled: the README, stack.yaml
-//! and the tests check themselves against [`SECRETS`] and [`SETTINGS`]. Secret
+//! The names below are the only place they are spelled: docs/OPERATIONS.md,
+//! stack.yaml and the tests check themselves against [`SECRETS`] and
+//! [`SETTINGS`] (tests/docs.rs, tests/deployment.rs). Secret
 //! names are the Python version's, so that both read the same Kubernetes secrets.
 //!
 //! Every missing or malformed value is a [`Error::Config`] that names it and

@@ -78,7 +78,7 @@ pub enum Error {
     /// The database cannot be reached, refused the login, lost the
     /// connection, is shutting down or out of connection slots, or gave up a
     /// transaction for a conflict: whatever was under way was rolled back
-    /// (see the README for a commit whose reply is lost). Retryable.
+    /// (see docs/API.md for a commit whose reply is lost). Retryable.
     DatabaseUnavailable(String),
     /// The request's deadline passed (a lock held too long, a frozen or slow
     /// server); carries the phase and cause for the log. Retryable.
@@ -94,7 +94,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The stable, snake_case identifier clients match on. The README's table
+    /// The stable, snake_case identifier clients match on. The table of docs/API.md
     /// of codes lists exactly these.
     pub fn code(&self) -> &'static str {
         match self {
@@ -280,10 +280,10 @@ mod tests {
     }
 
     #[test]
-    fn every_code_is_in_the_readme_table() {
-        let readme = include_str!("../../README.md");
-        let start = readme.find("### Error codes").expect("no error table");
-        let table = &readme[start..start + readme[start..].find("\n## ").unwrap()];
+    fn every_code_is_in_the_api_docs_table() {
+        let api = include_str!("../../docs/API.md");
+        let start = api.find("\n## Error codes\n").expect("no error table");
+        let table = &api[start..start + 1 + api[start + 1..].find("\n## ").unwrap()];
         let every_error = [
             Error::RequestTooLarge { limit: 1 },
             Error::EmptyRequest,
@@ -325,14 +325,14 @@ mod tests {
         ];
         for error in every_error {
             let row = format!("| `{}` | {} |", error.code(), error.exit_status());
-            assert!(table.contains(&row), "README lacks the row {row}");
+            assert!(table.contains(&row), "docs/API.md lacks the row {row}");
             // The note under the table lists exactly the retryable codes.
             let note = &table[table.find("Retryable codes:").expect("no retry note")..];
             let note = &note[..note.find("\n\n").unwrap_or(note.len())];
             assert_eq!(
                 note.contains(&format!("`{}`", error.code())),
                 error.is_retryable(),
-                "the README's retry note and is_retryable disagree on {}",
+                "docs/API.md's retry note and is_retryable disagree on {}",
                 error.code()
             );
         }

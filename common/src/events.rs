@@ -14,7 +14,7 @@
 use serde_json::Value;
 use std::net::IpAddr;
 
-/// What an event says happened. The README's operations section lists them.
+/// What an event says happened. docs/OPERATIONS.md lists them (Account events).
 pub mod kind {
     pub const CREATED: &str = "created";
     pub const TAKEN_AFRESH: &str = "taken_afresh";
@@ -44,7 +44,7 @@ pub mod kind {
     pub const DELETED: &str = "deleted";
     pub const PRUNED: &str = "pruned";
 
-    /// Every kind, for what must list them all (the README's table).
+    /// Every kind, for what must list them all (the table of docs/OPERATIONS.md).
     pub const ALL: [&str; 26] = [
         CREATED,
         TAKEN_AFRESH,

@@ -76,7 +76,7 @@ pub fn main<F: Function>() -> ExitCode {
 /// Runs one invocation of a function that reads no database, no request and
 /// no setting but its own (jwks, frontend): `answer` makes the whole body.
 /// Requests from other web sites are not refused: these two answer
-/// anyone, by design (see the README's contract).
+/// anyone, by design (see the contract in docs/API.md).
 pub fn main_without_database(
     name: &'static str,
     answer: impl FnOnce() -> Result<Body, Error>,

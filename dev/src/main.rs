@@ -27,6 +27,10 @@
 //! set in this server's own environment (POSTGRES_HOST, POSTGRES_PORT,
 //! BCRYPT_COST...) overrides stack.yaml's value, and SECRETS_DIR is passed
 //! on, so that the functions reach a local database and local secrets.
+//! `make run` (dev/run) sets POSTGRES_SSLMODE=verify-full for its database,
+//! which has TLS; stack.yaml's own default, `disable`, is the in-cluster
+//! single-pod database's, and applies only where the server is started
+//! without the variable (docs/DECISIONS.md).
 //!
 //! Settings: BIND (default 127.0.0.1), PORT (8080), STACK (stack.yaml),
 //! EDGE (k8s/edge when it exists; empty: no edge), BIN_DIR (the folder of this binary, where

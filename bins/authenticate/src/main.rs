@@ -3,7 +3,7 @@
 //! A success opens a session: an access token and a refresh token.
 //!
 //! Request `{"username": "...", "password": "...", "totp_code": "123456"}`.
-//! The contract is in the README.
+//! The contract is in docs/API.md.
 
 use common::account::{self, SignIn, Username};
 use common::config::Config;

@@ -175,12 +175,12 @@ mod tests {
         }
     }
 
-    /// The codes of the README's error table.
+    /// The codes of the error table of docs/API.md.
     fn documented_codes() -> Vec<&'static str> {
-        let readme = include_str!("../../../README.md");
-        let start = readme.find("### Error codes").unwrap();
-        let end = start + readme[start..].find("\n## ").unwrap();
-        readme[start..end]
+        let api = include_str!("../../../docs/API.md");
+        let start = api.find("\n## Error codes\n").unwrap();
+        let end = start + 1 + api[start + 1..].find("\n## ").unwrap();
+        api[start..end]
             .lines()
             .filter_map(|l| l.strip_prefix("| `"))
             .map(|l| l.split('`').next().unwrap())

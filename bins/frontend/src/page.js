@@ -304,7 +304,7 @@ onSubmit("signin-form", async (form) => {
 
 // One request id per account creation, sent again with its retries: if the
 // account was created but the answer lost (a database fault), the retry gets
-// a password instead of "taken" (README: "a commit whose reply is lost").
+// a password instead of "taken" (docs/API.md: "a commit whose reply is lost").
 let creation = { username: "", id: "" };
 function requestId(username) {
   if (creation.username !== username) {

@@ -1,7 +1,7 @@
 //! generate-2fa: gives a pending account its TOTP second factor, as a QR code
 //! for authenticator apps and as a key to type by hand.
 //!
-//! Request `{"username": "...", "password": "..."}`. The contract is in the README.
+//! Request `{"username": "...", "password": "..."}`. The contract is in docs/API.md.
 
 use common::account::{self, Username};
 use common::config::Config;

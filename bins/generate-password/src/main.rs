@@ -3,7 +3,7 @@
 //!
 //! Request `{"username": "..."}`, or `{"username": "...", "renewal_token": "..."}`
 //! to renew; either may carry a `request_id` so that a retry after a lost
-//! reply gets a password ([`common::request_id`]). The contract is in the README.
+//! reply gets a password ([`common::request_id`]). The contract is in docs/API.md.
 
 use common::account::{self, Issue, Username};
 use common::config::Config;
@@ -63,7 +63,7 @@ impl Function for GeneratePassword {
             // Taken: by this very request, whose reply was lost? Then it gets
             // a new password; anyone else the same refusal. (Creations only:
             // a renewal whose reply was lost is restarted by its owner with
-            // the old credentials, see the README.)
+            // the old credentials, see docs/API.md.)
             (Err(Error::AccountExists), Some(id)) => {
                 match request_id::reissue(db, &request.username, id, &hash)? {
                     Some(username) => (username, Issue::Created),

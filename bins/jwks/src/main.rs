@@ -4,7 +4,7 @@
 //!
 //! It reads the `jwt-signing-keys` secret and nothing else: no database, no
 //! other secret, no setting but `SECRETS_DIR`. The private halves never leave
-//! the process. The contract is in the README.
+//! the process. The contract is in docs/API.md.
 
 use common::config;
 use common::function::{self, Body};

@@ -2,7 +2,7 @@
 //! refresh token (rotation). The token presented stops working; presenting
 //! it again ends its whole session (reuse detection).
 //!
-//! Request `{"refresh_token": "..."}`. The contract is in the README.
+//! Request `{"refresh_token": "..."}`. The contract is in docs/API.md.
 
 use common::config::Config;
 use common::db::Database;

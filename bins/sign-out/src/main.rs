@@ -2,7 +2,7 @@
 //! of its family stop working. Access tokens already issued run out on their
 //! own (minutes).
 //!
-//! Request `{"refresh_token": "..."}`. The contract is in the README.
+//! Request `{"refresh_token": "..."}`. The contract is in docs/API.md.
 
 use common::config::Config;
 use common::db::Database;
