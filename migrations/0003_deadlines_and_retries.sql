@@ -9,7 +9,7 @@ BEGIN;
 
 DO $$ BEGIN PERFORM pg_advisory_xact_lock(hashtext('cofrap_schema_migrations')); END $$;
 
--- generate-password's `request_id` (README: "a commit whose reply is lost").
+-- generate-password's `request_id` (docs/API.md: "a commit whose reply is lost").
 -- creation_request holds the SHA-256 (hex) of the request id of whoever set
 -- the current password, or NULL. A function session that carries a request
 -- id sets `cofrap.creation_request`; this trigger records it with every new

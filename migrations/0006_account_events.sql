@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS account_events (
     account_id     bigint,
     -- The function (generate-password...) or cofrap-admin.
     source         text NOT NULL,
-    -- What happened: created, refused, locked, signed_in... (README).
+    -- What happened: created, refused, locked, signed_in... (docs/OPERATIONS.md).
     kind           text NOT NULL,
     -- The answer's code (ok, invalid_credentials...).
     outcome        text NOT NULL,

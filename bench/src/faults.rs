@@ -310,8 +310,8 @@ fn fault_table(faults: &[Fault], terminated: &Terminated) -> String {
         w,
         "\nBackends terminated every 300 ms during 100 requests: {} accounts created and \
          answered, {} requests answered with an error, {} orphan account(s) (committed, then \
-         the connection was cut before the reply: see the README, \"a commit whose reply is \
-         lost\").",
+         the connection was cut before the reply: see docs/API.md, \"a commit whose reply \
+         is lost\").",
         terminated.created,
         terminated.fault.walls.len(),
         terminated.orphans

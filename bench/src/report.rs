@@ -6,7 +6,7 @@ use crate::rounds::Round;
 use crate::{Concurrency, BCRYPT_COST, RUNS};
 use std::fmt::Write as _;
 
-/// Targets (the performance issue; the README's Performance).
+/// Targets (README.md, Performance).
 pub const MAX_OVERHEAD_FLOORS: f64 = 1.3;
 pub const MAX_LIGHT_FLOORS: f64 = 0.5;
 pub const MAX_PEAK_RSS_MIB: f64 = 8.0;
@@ -317,7 +317,7 @@ fn binaries(sizes: &[(String, f64)]) -> String {
     let _ = writeln!(
         w,
         "\nRelease profile (Cargo.toml): `lto = true`, `codegen-units = 1`, `panic = \"abort\"`, \
-         `strip = true`. Where the time goes, and how the targets stand: README.md, Performance."
+         `strip = true`. How the targets stand: README.md, Performance; where the time goes: docs/DEVELOPMENT.md."
     );
     w
 }

@@ -1,5 +1,5 @@
 //! TLS to PostgreSQL: rustls with its ring provider, linked into the fully
-//! static binaries (see the README's Decisions), with libpq's meanings of
+//! static binaries (see docs/DECISIONS.md), with libpq's meanings of
 //! the modes: `verify-full` checks the server's certificate against the
 //! `db-ca-certificate` CA and its name against the host; `require` and
 //! `prefer` accept any certificate but still check the handshake's
