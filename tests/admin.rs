@@ -530,6 +530,57 @@ fn a_lost_phone_is_replaced_with_the_password_and_nobody_signs_in_meanwhile() {
 }
 
 #[test]
+fn no_action_leaves_an_account_with_no_way_back() {
+    // A hard lock means someone else holds the password; a reset 2FA means
+    // the owner signs in with none. Together, or an expiry after a reset,
+    // the owner could neither renew (it needs a sign-in) nor enroll (an
+    // expired account does not): each such action is refused, saying what
+    // is left, and changes nothing.
+    let functions = Functions::new();
+    let refused = |args: &[&str], why: &str| {
+        let output = functions.admin(args);
+        assert_eq!(output.status, 1, "{args:?}: {output:?}");
+        assert!(output.stderr.contains(why), "{args:?}: {output:?}");
+        assert!(output.stderr.contains("delete the account"), "{output:?}");
+    };
+
+    let hard = unique("noway-hard");
+    let (password, secret) = functions.enrolled_account(&hard);
+    functions.authenticate(&hard, &password, &secret, current_step());
+    sql(
+        &functions,
+        "UPDATE users SET failed_attempts = 100, locked_until = 'infinity' WHERE username = $1",
+        &hard,
+    );
+    refused(&["reset-2fa", &hard], "hard-locked");
+    assert!(functions.admin_json(&["show", &hard])["two_factor_reset_at"].is_null());
+    // Unlocked, it renews with its 2FA as ever.
+    assert_eq!(functions.admin(&["unlock", &hard]).status, 0);
+    assert_eq!(functions.admin_json(&["show", &hard])["state"], "expired");
+
+    // An older database may hold both: unlock refuses that too.
+    sql(
+        &functions,
+        "UPDATE users SET locked_until = 'infinity', mfa_secret = NULL,
+                          two_factor_reset_at = now(), expired = false
+          WHERE username = $1",
+        &hard,
+    );
+    refused(&["unlock", &hard], "2FA was reset");
+    assert_eq!(
+        functions.admin_json(&["show", &hard])["locked_until"],
+        "infinity"
+    );
+
+    let reset = unique("noway-reset");
+    let (password, secret) = functions.enrolled_account(&reset);
+    functions.authenticate(&reset, &password, &secret, current_step());
+    assert_eq!(functions.admin(&["reset-2fa", &reset]).status, 0);
+    refused(&["expire", &reset], "2FA reset");
+    assert_eq!(functions.admin_json(&["show", &reset])["state"], "active");
+}
+
+#[test]
 fn erasure_removes_the_account_and_its_sessions_and_keeps_nameless_events() {
     let functions = Functions::new();
     let user = unique("erased");

@@ -57,6 +57,19 @@ fn nothing_to_do(account: &Snapshot, why: &str) -> Result<Outcome, Error> {
     }))
 }
 
+/// What is left when an owner can neither sign in to renew nor enroll: the
+/// operator's own check of who is asking, then a new account.
+const NO_WAY_BACK: &str = "After checking who is asking, delete the account and let its owner \
+                           create it again";
+
+/// An action refused for the account's state: nothing written.
+fn refused(account: &Snapshot, why: &str) -> Result<Outcome, Error> {
+    Ok(Err(Failure::Refused(format!(
+        "account {} ({:?}) {why}",
+        account.id, account.username
+    ))))
+}
+
 /// Runs an UPDATE of the account's row ($1 its id).
 fn update(tx: &mut Transaction, account: &Snapshot, statement: &str) -> Result<(), Error> {
     tx.execute_typed(statement, &[(&account.id, Type::INT8)])?;
@@ -78,6 +91,14 @@ pub fn unlock(db: &mut Database, designation: &Designation) -> Outcome {
     on_account(db, designation, |tx, account| {
         if !account.locked() && account.failed_attempts == 0 {
             return nothing_to_do(account, "is not locked and has no failures counted");
+        }
+        // Its owner could neither renew (no 2FA to sign in with) nor enroll
+        // (an expired account does not enroll): see NO_WAY_BACK.
+        if account.hard_locked && account.two_factor_reset_at.is_some() {
+            return refused(
+                account,
+                &format!("is hard-locked and its 2FA was reset: {NO_WAY_BACK}"),
+            );
         }
         update(
             tx,
@@ -169,13 +190,22 @@ pub fn expire(db: &mut Database, designation: &Designation) -> Outcome {
             // An expired pending account could never be taken afresh, and
             // has no credentials in use to renew.
             "pending" => {
-                return Ok(Err(Failure::Refused(format!(
-                    "account {} ({:?}) is pending, never activated: there are no credentials \
-                     in use to renew (delete it to free the name at once)",
-                    account.id, account.username
-                ))))
+                return refused(
+                    account,
+                    "is pending, never activated: there are no credentials in use to renew \
+                     (delete it to free the name at once)",
+                )
             }
             _ => {}
+        }
+        // A renewal starts with a sign-in, which needs a 2FA: expired before
+        // its owner has enrolled again, the account would have no way back.
+        if account.two_factor_reset_at.is_some() {
+            return refused(
+                account,
+                "has its 2FA reset and not enrolled again: expired now, it could never be \
+                 renewed. Expire it once its owner has enrolled again, or delete the account",
+            );
         }
         update(tx, account, "UPDATE users SET expired = true WHERE id = $1")?;
         let ended = account.open_sessions.len();
@@ -226,21 +256,24 @@ pub fn sign_out(db: &mut Database, designation: &Designation) -> Outcome {
 pub fn reset_two_factor(db: &mut Database, designation: &Designation) -> Outcome {
     on_account(db, designation, |tx, account| {
         let refusal = match account.lifecycle() {
-            "pending" => {
-                Some("is pending, never activated: its owner enrolls with generate-2fa as usual")
-            }
-            "expired" | "renewing" => Some(
-                "has expired credentials: their renewal needs the old 2FA, which a reset \
-                 cannot replace. After checking who is asking, delete the account and let \
-                 its owner create it again",
+            "pending" => Some(
+                "is pending, never activated: its owner enrolls with generate-2fa as usual"
+                    .to_owned(),
             ),
+            "expired" | "renewing" => Some(format!(
+                "has expired credentials: their renewal needs the old 2FA, which a reset \
+                 cannot replace. {NO_WAY_BACK}"
+            )),
+            // Someone else holds the password: enrolling with it would be a
+            // race the stranger may win, and unlocked it must renew.
+            _ if account.hard_locked => Some(format!(
+                "is hard-locked: someone else has used its password, so its owner needs new \
+                 credentials, which a lost authenticator cannot renew. {NO_WAY_BACK}"
+            )),
             _ => None,
         };
         if let Some(why) = refusal {
-            return Ok(Err(Failure::Refused(format!(
-                "account {} ({:?}) {why}",
-                account.id, account.username
-            ))));
+            return refused(account, &why);
         }
         update(
             tx,
