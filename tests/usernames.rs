@@ -85,13 +85,17 @@ fn a_look_alike_spelling_reaches_the_one_account() {
 }
 
 #[test]
-fn mixed_scripts_and_stacked_marks_are_refused() {
+fn mixed_scripts_stacked_marks_hidden_dots_and_reordered_digits_are_refused() {
     let functions = Functions::new();
     let n = digits();
     for refused in [
         format!("\u{430}lice{n}"), // one Cyrillic letter among Latin ones
         format!("alice\u{301}{}{n}", "\u{301}".repeat(19)), // 20 stacked accents
         format!("e\u{300}\u{301}\u{302}\u{303}\u{304}{n}"), // five different marks
+        format!("adm\u{131}\u{307}n{n}"), // a dot above a dotless ı: admin
+        format!("i\u{307}van{n}"), // a dot above an i: ivan
+        format!("\u{5d0}\u{5d1} {n}"), // shown as the next one: `n בא`
+        format!("{n} \u{5d0}\u{5d1}"),
     ] {
         let output = functions.run(
             "generate-password",

@@ -48,7 +48,7 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use unicode_security::confusable_detection::skeleton;
 use unicode_security::mixed_script::AugmentedScriptSet;
-use unicode_security::{RestrictionLevel, RestrictionLevelDetection};
+use unicode_security::{GeneralSecurityProfile, RestrictionLevel, RestrictionLevelDetection};
 
 /// A valid username and the forms that identify it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +99,12 @@ impl Username {
             parts.push(enforced.into_owned());
         }
         let key = parts.join(" ");
+        if !all_identifier_allowed(&key) {
+            return Err(Error::InvalidUsername(
+                "may not hold rare, historic or technical letters (UTS #39's identifier \
+                 profile), such as ȷ or ƿ",
+            ));
+        }
         if !within_highly_restrictive(&key) {
             return Err(Error::InvalidUsername(
                 "must be written in one script (not, say, Latin and Cyrillic letters mixed)",
@@ -107,6 +113,16 @@ impl Username {
         if has_stacked_marks(trimmed) {
             return Err(Error::InvalidUsername(
                 "must not stack accents or other combining marks",
+            ));
+        }
+        if has_hidden_dot(trimmed) {
+            return Err(Error::InvalidUsername(
+                "must not put a dot above an i or a j: it hides in their own dot",
+            ));
+        }
+        if parts.len() > 1 && is_right_to_left(&key) {
+            return Err(Error::InvalidUsername(
+                "must be one word when written right to left: no spaces",
             ));
         }
         let folded = caseless::default_case_fold_str(&key);
@@ -141,6 +157,15 @@ impl Username {
     }
 }
 
+/// Every letter, mark and digit is allowed in identifiers by UTS #39's
+/// general security profile (Identifier_Status=Allowed); characters common
+/// to all scripts are PRECIS's to judge, as in [`within_highly_restrictive`].
+fn all_identifier_allowed(key: &str) -> bool {
+    key.chars()
+        .filter(|c| !AugmentedScriptSet::for_char(*c).is_all())
+        .all(|c| c.identifier_allowed())
+}
+
 /// UTS #39's restriction level of the name's letters, marks and digits is at
 /// most Highly Restrictive. Characters that go with every script (spaces,
 /// punctuation, symbols: Common and Inherited) say nothing of the mix and are
@@ -151,6 +176,37 @@ fn within_highly_restrictive(key: &str) -> bool {
         .filter(|c| !AugmentedScriptSet::for_char(*c).is_all())
         .collect();
     scripted.as_str().detect_restriction_level() <= RestrictionLevel::HighlyRestrictive
+}
+
+/// A combining dot above (U+0307) on a letter that reads as i or j (its
+/// skeleton): `i` + U+0307 and `ı` + U+0307 look like `i`, the dot hidden in
+/// the letter's own (UTS #39, section 5.4, which names this very case).
+fn has_hidden_dot(name: &str) -> bool {
+    let mut dotted_base = false;
+    for c in name.nfd() {
+        if c == '\u{307}' && dotted_base {
+            return true;
+        }
+        if !matches!(
+            c.general_category(),
+            GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark
+        ) {
+            let base: String = skeleton(c.encode_utf8(&mut [0; 4])).collect();
+            dotted_base = base == "i" || base == "j";
+        }
+    }
+    false
+}
+
+/// Whether the name holds right-to-left characters (bidi classes R, AL or
+/// AN, as RFC 5893 defines an RTL label). PRECIS applies the bidi rule to
+/// each space-separated part; across a space, digits and letters reorder
+/// on the page, so that `אב 12` and `12 אב` are both shown `12 בא`. Such a
+/// name is therefore one part, to which the rule applies whole.
+fn is_right_to_left(name: &str) -> bool {
+    use unicode_bidi::{bidi_class, BidiClass};
+    name.chars()
+        .any(|c| matches!(bidi_class(c), BidiClass::R | BidiClass::AL | BidiClass::AN))
 }
 
 /// More than [`MAX_MARKS_IN_A_ROW`] nonspacing (or enclosing) marks in a
@@ -322,6 +378,46 @@ mod tests {
         // needs two.
         assert!(Username::parse("e\u{300}\u{301}\u{302}\u{303}xy").is_ok());
         assert!(Username::parse("Nguyễn Thị").is_ok());
+    }
+
+    #[test]
+    fn a_dot_above_hidden_in_an_i_or_a_j_is_refused() {
+        for bad in [
+            "adm\u{131}\u{307}n", // dotless ı + dot above: admin
+            "i\u{307}van3",
+            "rooti\u{307}",
+            "j\u{307}ojo",
+            "\u{456}\u{307}\u{432}\u{430}\u{43d}", // Cyrillic і + dot above
+        ] {
+            assert!(refused(bad), "{bad:?}");
+        }
+        // A dot that shows is fine: on a capital I (İ), or on other letters.
+        assert!(Username::parse("\u{130}smail").is_ok());
+        assert!(Username::parse("I\u{307}smail").is_ok());
+        assert!(Username::parse("z\u{307}aneta").is_ok()); // ż
+    }
+
+    #[test]
+    fn rare_letters_are_refused_for_what_they_are() {
+        for rare in ["\u{237}ohn", "\u{1bf}yn"] {
+            let Err(Error::InvalidUsername(why)) = Username::parse(rare) else {
+                panic!("{rare:?} accepted");
+            };
+            assert!(why.contains("rare, historic"), "{rare:?}: {why}");
+        }
+    }
+
+    #[test]
+    fn a_right_to_left_name_is_one_word() {
+        // Both shown `12 בא` on the page: the digits move across the space.
+        assert!(refused("\u{5d0}\u{5d1} 12"));
+        assert!(refused("12 \u{5d0}\u{5d1}"));
+        assert!(refused("\u{633}\u{644}\u{627}\u{645} 12"));
+        assert!(refused("\u{5d0}\u{5d1}\u{5d2} \u{5d3}\u{5d4}\u{5d5}"));
+        // One word, and left-to-right names with spaces, are fine.
+        assert!(Username::parse("\u{5d0}\u{5d1}\u{5d2}12").is_ok());
+        assert!(Username::parse("\u{633}\u{644}\u{627}\u{645}").is_ok());
+        assert!(Username::parse("ab 12").is_ok());
     }
 
     #[test]
