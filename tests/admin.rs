@@ -97,6 +97,19 @@ fn the_functions_role_may_only_append_events() {
         "UPDATE account_events SET kind = 'rewritten' WHERE kind = 'test'",
         "DELETE FROM account_events WHERE kind = 'test'",
         "TRUNCATE account_events",
+        // Nor what the server writes: the time, the id, the role; nor an
+        // operator's name.
+        "INSERT INTO account_events (source, kind, outcome, at)
+              VALUES ('cofrap-admin', 'unlocked', 'ok', '2020-01-01')",
+        "INSERT INTO account_events (id, source, kind, outcome) OVERRIDING SYSTEM VALUE
+              VALUES (1000000000, 'test', 'test', 'ok')",
+        "INSERT INTO account_events (source, kind, outcome, operator)
+              VALUES ('cofrap-admin', 'unlocked', 'ok', 'root')",
+        "INSERT INTO account_events (source, kind, outcome, recorded_by)
+              VALUES ('cofrap-admin', 'unlocked', 'ok', 'postgres')",
+        // The schema version is the migrations' to write.
+        "INSERT INTO cofrap_schema_migrations (version) VALUES (999)",
+        "UPDATE cofrap_schema_migrations SET version = 999",
     ] {
         let error = db.batch_execute(statement).unwrap_err();
         assert_eq!(
@@ -105,6 +118,16 @@ fn the_functions_role_may_only_append_events() {
             "the functions' role may {statement}"
         );
     }
+    // What it did write says who wrote it.
+    let role: String = functions
+        .db()
+        .query_one(
+            "SELECT recorded_by::text FROM account_events WHERE kind = 'test'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(role, functions.role.user);
 }
 
 /// Drives one account through its whole life, every refusal on the way,
@@ -628,6 +651,40 @@ fn erasure_removes_the_account_and_its_sessions_and_keeps_nameless_events() {
 }
 
 #[test]
+fn erasure_leaves_the_name_in_no_statistics() {
+    // A database of its own: few rows, so the planner's statistics hold
+    // every name (a histogram of all of them).
+    let scratch = ScratchDatabase::create();
+    let migrated = scratch.migrate();
+    assert!(migrated.status.success(), "{migrated:?}");
+    let functions = Functions::on(scratch.server.clone(), &scratch.name);
+    let user = unique("stats");
+    for name in [user.clone(), unique("stats-a"), unique("stats-b")] {
+        functions.create_account(&name);
+    }
+    let in_statistics = |db: &mut postgres::Client| -> bool {
+        db.query_one(
+            "SELECT count(*) > 0 FROM pg_stats
+              WHERE tablename = 'users'
+                AND (coalesce(most_common_vals::text, '') || coalesce(histogram_bounds::text, ''))
+                    LIKE '%' || $1 || '%'",
+            &[&user],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let mut db = scratch.connect();
+    db.batch_execute("ANALYZE users").unwrap();
+    assert!(in_statistics(&mut db), "the statistics held the name");
+    let erased = functions.admin(&["delete", &user, "--yes"]);
+    assert_eq!(erased.status, 0, "{erased:?}");
+    assert!(
+        !in_statistics(&mut db),
+        "the erased name is still in pg_stats"
+    );
+}
+
+#[test]
 fn show_says_the_state_in_words_and_never_a_secret() {
     let functions = Functions::new();
     let show = |user: &str| {
@@ -900,6 +957,11 @@ fn bad_input_is_said_plainly_and_nothing_is_written_without_an_operator() {
             vec!["events", &user, "--since", "2026-02-30"],
             2,
             "not a valid date",
+        ),
+        (
+            vec!["events", &user, "--since", "3000000d"],
+            2,
+            "too far back",
         ),
         (
             vec!["unlock", "nobody-is-called-this"],

@@ -315,6 +315,10 @@ pub fn delete(db: &mut Database, designation: &Designation) -> Outcome {
             &[(&account.id, Type::INT8)],
         )?;
         let sessions: i64 = erased.map(|row| row.get(0)).unwrap_or(0);
+        // The planner's statistics (pg_stats) sample the names: gathered
+        // again now, without the erased row (its deletion is this
+        // transaction's, so ANALYZE leaves it out), they no longer hold it.
+        tx.batch_execute("ANALYZE users")?;
         tx.record(Event::ok(account.id, kind::DELETED).with(json!({"sessions_erased": sessions})));
         let sentence = format!(
             "account {} ({:?}) erased, with its {sessions} session(s); its events keep the id \

@@ -28,6 +28,14 @@ pub enum Since {
 }
 
 impl Since {
+    /// As an operator would write it back.
+    fn shown(&self) -> String {
+        match self {
+            Since::Ago(seconds) => format!("{seconds} s ago"),
+            Since::At(text) => format!("{text:?}"),
+        }
+    }
+
     /// `90m`, `24h`, `7d`, `45s`; or a date such as `2026-03-01` or
     /// `2026-03-01T08:00:00Z`.
     pub fn parse(text: &str) -> Result<Since, String> {
@@ -71,21 +79,29 @@ impl Since {
 /// is a usage error.
 fn instant(tx: &mut Transaction, since: &Since) -> Result<Result<SystemTime, Failure>, Error> {
     tx.batch_execute("SET LOCAL TimeZone = 'UTC'")?;
-    let row = match since {
-        Since::Ago(seconds) => tx.query_typed_opt(
-            "SELECT now() - make_interval(secs => $1)",
-            &[(seconds, Type::FLOAT8)],
-        )?,
-        Since::At(text) => {
-            match tx.query_typed_opt("SELECT $1::text::timestamptz", &[(text, Type::TEXT)]) {
-                Ok(row) => row,
-                // Class 22, data exception: not a date PostgreSQL reads.
-                Err(e) if e.code().is_some_and(|c| c.code().starts_with("22")) => {
-                    return Ok(Err(Failure::Usage(format!("{text:?} is not a valid date"))));
-                }
-                Err(e) => return Err(e.into()),
-            }
+    let (answer, what) = match since {
+        Since::Ago(seconds) => (
+            tx.query_typed_opt(
+                "SELECT now() - make_interval(secs => $1)",
+                &[(seconds, Type::FLOAT8)],
+            ),
+            "is too far back",
+        ),
+        Since::At(text) => (
+            tx.query_typed_opt("SELECT $1::text::timestamptz", &[(text, Type::TEXT)]),
+            "is not a valid date",
+        ),
+    };
+    let row = match answer {
+        Ok(row) => row,
+        // Class 22, data exception: not an instant PostgreSQL can hold.
+        Err(e) if e.code().is_some_and(|c| c.code().starts_with("22")) => {
+            return Ok(Err(Failure::Usage(format!(
+                "--since {} {what}",
+                since.shown()
+            ))));
         }
+        Err(e) => return Err(e.into()),
     };
     Ok(Ok(row
         .map(|row| row.get(0))
@@ -131,7 +147,8 @@ pub enum Whose {
 fn event_columns() -> String {
     format!(
         "e.id::bigint, {}, e.account_id::bigint, e.source, e.kind, e.outcome, e.reason,
-         e.detail::text, host(e.client_address), e.user_agent, e.request_id, e.operator",
+         e.detail::text, host(e.client_address), e.user_agent, e.request_id, e.operator,
+         e.recorded_by::text",
         utc("e.at")
     )
 }
@@ -149,6 +166,8 @@ struct Row {
     user_agent: Option<String>,
     request_id: Option<String>,
     operator: Option<String>,
+    /// The database role that wrote it (migration 0008; NULL before).
+    recorded_by: Option<String>,
 }
 
 impl Row {
@@ -166,6 +185,7 @@ impl Row {
             user_agent: row.get(9),
             request_id: row.get(10),
             operator: row.get(11),
+            recorded_by: row.get(12),
         }
     }
 
@@ -183,13 +203,14 @@ impl Row {
             "user_agent": self.user_agent,
             "request_id": self.request_id,
             "operator": self.operator,
+            "recorded_by": self.recorded_by,
         })
     }
 }
 
 fn event_table(rows: &[Row]) -> Table {
     let mut table = Table::new(&[
-        "at", "account", "source", "kind", "outcome", "reason", "address", "by", "detail",
+        "at", "account", "source", "kind", "outcome", "reason", "address", "by", "role", "detail",
     ]);
     let text = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
     for row in rows {
@@ -203,6 +224,7 @@ fn event_table(rows: &[Row]) -> Table {
             text(&row.reason),
             text(&row.address),
             text(&row.operator),
+            text(&row.recorded_by),
             text(&row.detail),
         ]);
     }

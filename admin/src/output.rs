@@ -15,9 +15,27 @@ impl Table {
         }
     }
 
+    /// Adds a row. Control characters are shown escaped (`\u{1b}`): a
+    /// cell may hold what a client sent (a user agent), which must not
+    /// drive the operator's terminal.
     pub fn row(&mut self, cells: Vec<String>) {
         debug_assert_eq!(cells.len(), self.header.len());
-        self.rows.push(cells);
+        let shown = |cell: String| {
+            if cell.chars().any(char::is_control) {
+                cell.chars()
+                    .map(|c| {
+                        if c.is_control() {
+                            c.escape_unicode().to_string()
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect()
+            } else {
+                cell
+            }
+        };
+        self.rows.push(cells.into_iter().map(shown).collect());
     }
 
     pub fn is_empty(&self) -> bool {
@@ -64,5 +82,12 @@ mod tests {
         table.row(vec!["1".into(), "alice".into()]);
         table.row(vec!["12345".into(), "é".into()]);
         assert_eq!(table.render(), "id     name\n1      alice\n12345  é\n");
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        let mut table = Table::new(&["reason"]);
+        table.row(vec!["x\u{1b}[31mred\n".into()]);
+        assert_eq!(table.render(), "reason\nx\\u{1b}[31mred\\u{a}\n");
     }
 }

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 /// The schema version this build needs: the number of the newest file in
 /// `migrations/`. A newer database is accepted, since migrations only add.
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 /// A statement's parameters, each with its type: statements go out with
 /// their types (`query_typed`), one round trip each instead of a prepare
@@ -325,13 +325,18 @@ fn events_insert(events: &[Event], source: &Source) -> String {
     }
     let text = |value: Option<&str>| value.map_or("NULL".to_owned(), escape_literal);
     let address = source.client_address.map(|a| a.to_string());
+    // The functions' role may not write `operator` (migration 0008): only
+    // cofrap-admin's events name the column.
+    let (operator_column, operator) = match source.operator.as_deref() {
+        Some(operator) => (", operator", format!(", {}", text(Some(operator)))),
+        None => ("", String::new()),
+    };
     let common = format!(
-        "{}, {}::inet, {}, {}, {}",
+        "{}, {}::inet, {}, {}{operator}",
         text(Some(&source.name)),
         text(address.as_deref()),
         text(source.user_agent.as_deref()),
         text(source.request_id.as_deref()),
-        text(source.operator.as_deref()),
     );
     let rows: Vec<String> = events
         .iter()
@@ -351,7 +356,7 @@ fn events_insert(events: &[Event], source: &Source) -> String {
         .collect();
     format!(
         "INSERT INTO account_events (account_id, kind, outcome, reason, detail, source, \
-         client_address, user_agent, request_id, operator) VALUES {}; ",
+         client_address, user_agent, request_id{operator_column}) VALUES {}; ",
         rows.join(", ")
     )
 }
