@@ -39,6 +39,7 @@ pub fn verdict(ok: bool) -> &'static str {
 pub fn write(rounds: &[Round], context: &Context) -> String {
     let mut out = header(context);
     out.push_str(&functions(rounds));
+    out.push_str(&misses(rounds));
     out.push_str(&phases(rounds));
     out.push_str(&refusal_section(context.refusals));
     out.push_str(&concurrency(context.load, rounds));
@@ -49,8 +50,9 @@ pub fn write(rounds: &[Round], context: &Context) -> String {
 /// The main table and the phases, for `cofrap-bench quick`.
 pub fn quick(rounds: &[Round], verify_ms: f64) -> String {
     format!(
-        "bcrypt verify {verify_ms:.1} ms\n\n{}{}",
+        "bcrypt verify {verify_ms:.1} ms\n\n{}{}{}",
         functions(rounds),
+        misses(rounds),
         phases(rounds)
     )
 }
@@ -119,6 +121,71 @@ fn functions(rounds: &[Round]) -> String {
         }
     }
     w
+}
+
+/// Every target missed: by how much, and the phases that hold the time
+/// (a function's largest, bcrypt aside: the floor pays its own start,
+/// connection and query too, so what a function adds is in its statements,
+/// commit and work).
+fn misses(rounds: &[Round]) -> String {
+    let mut w = String::from(
+        "\n## Targets missed\n\n| connection | accounts | function | measured ms | allowed ms \
+         | missed by ms | its largest phases, bcrypt aside (median ms) |\n\
+         |---|---:|---|---:|---:|---:|---|\n",
+    );
+    let mut missed = 0;
+    for round in rounds {
+        let floor = round.floor.median_wall();
+        let bound = round
+            .bcrypt_bound
+            .iter()
+            .map(|(name, series)| (*name, series, series.median_overhead(), MAX_OVERHEAD_FLOORS));
+        let others = round.others.iter().map(|(name, series)| {
+            let limit = match *name {
+                "jwks" | "frontend" => MAX_LIGHT_FLOORS,
+                _ => MAX_OVERHEAD_FLOORS,
+            };
+            (*name, series, series.median_wall(), limit)
+        });
+        for (name, series, measured, limit) in bound.chain(others) {
+            let allowed = limit * floor;
+            if measured <= allowed && series.peak_rss_mib() <= MAX_PEAK_RSS_MIB {
+                continue;
+            }
+            missed += 1;
+            let mut phases: Vec<(String, f64)> = series
+                .median_phases()
+                .into_iter()
+                .filter(|(phase, _)| phase != "bcrypt")
+                .collect();
+            phases.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let largest: Vec<String> = phases
+                .iter()
+                .take(4)
+                .map(|(phase, ms)| format!("{} {ms:.1}", phase_label(phase)))
+                .collect();
+            let _ = writeln!(
+                w,
+                "| {} | {} | {name} | {measured:.1} | {allowed:.1} | {:.1} | {} |",
+                round.connection,
+                round.population,
+                measured - allowed,
+                largest.join(", ")
+            );
+        }
+    }
+    if missed == 0 {
+        return "\n## Targets missed\n\nNone.\n".to_owned();
+    }
+    w
+}
+
+/// A phase's name in the report.
+fn phase_label(key: &str) -> &str {
+    PHASES
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or(key, |(_, label)| label)
 }
 
 fn row(
