@@ -123,7 +123,12 @@ impl Network {
             Some((address, prefix)) => (address, Some(prefix)),
             None => (text.trim(), None),
         };
-        let address: IpAddr = address.parse().map_err(|_| refuse())?;
+        let mut address: IpAddr = address.parse().map_err(|_| refuse())?;
+        // An IPv4 address written as IPv6 (::ffff:198.51.100.7) is recorded
+        // as IPv4 (common::events): searched for as such.
+        if prefix.is_none() {
+            address = address.to_canonical();
+        }
         let bits = if address.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => bits,
@@ -488,6 +493,10 @@ mod tests {
         assert_eq!(
             Network::parse("2001:db8::/32"),
             Ok(Network("2001:db8::/32".into()))
+        );
+        assert_eq!(
+            Network::parse("::ffff:198.51.100.7"),
+            Ok(Network("198.51.100.7/32".into()))
         );
         assert!(Network::parse("198.51.100.7/33").is_err());
         assert!(Network::parse("example.com").is_err());

@@ -171,17 +171,20 @@ impl Source {
 }
 
 /// An IP address as X-Forwarded-For writes it: bare, `[v6]`, or with a port
-/// (`198.51.100.7:4711`, `[2001:db8::1]:4711`).
+/// (`198.51.100.7:4711`, `[2001:db8::1]:4711`). An IPv4 address a dual-stack
+/// proxy wrote as IPv6 (`::ffff:198.51.100.7`) is kept as the IPv4 address
+/// it is, so that one client is one address in `events --source` and
+/// `report`.
 fn parse_address(entry: &str) -> Option<IpAddr> {
-    if let Ok(address) = entry.parse() {
-        return Some(address);
-    }
-    if let Some(rest) = entry.strip_prefix('[') {
-        return rest.split(']').next()?.parse().ok();
-    }
-    let (address, port) = entry.rsplit_once(':')?;
-    port.parse::<u16>().ok()?;
-    address.parse().ok()
+    let parsed = entry.parse::<IpAddr>().ok().or_else(|| {
+        if let Some(rest) = entry.strip_prefix('[') {
+            return rest.split(']').next()?.parse().ok();
+        }
+        let (address, port) = entry.rsplit_once(':')?;
+        port.parse::<u16>().ok()?;
+        address.parse().ok()
+    });
+    parsed.map(|address| address.to_canonical())
 }
 
 #[cfg(test)]
@@ -215,6 +218,11 @@ mod tests {
         assert_eq!(source(Some("198.51.100.7:4711"), 1), ip("198.51.100.7"));
         assert_eq!(source(Some("[2001:db8::1]:4711"), 1), ip("2001:db8::1"));
         assert_eq!(source(Some("2001:db8::1"), 1), ip("2001:db8::1"));
+        assert_eq!(source(Some("::ffff:198.51.100.7"), 1), ip("198.51.100.7"));
+        assert_eq!(
+            source(Some("[::ffff:198.51.100.7]:80"), 1),
+            ip("198.51.100.7")
+        );
     }
 
     #[test]
