@@ -997,6 +997,22 @@ fn the_development_server_times_out_limits_and_passes_the_watchdog_environment()
     }
     assert!(text.ends_with("{\"hello\": 1}"), "{text}");
     assert!(!text.contains("stderr stays out"));
+    // A header on two lines: the first, as the watchdog passes it.
+    let twice = agent
+        .post(&format!("{url}/echo"))
+        .header("X-Forwarded-For", "203.0.113.1")
+        .header("X-Forwarded-For", "203.0.113.2")
+        .send("")
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        twice
+            .lines()
+            .any(|l| l == "Http_X_Forwarded_For=203.0.113.1"),
+        "{twice}"
+    );
 
     let mut failed = agent.post(&format!("{url}/fails")).send("").unwrap();
     assert_eq!(failed.status(), 500);

@@ -473,9 +473,14 @@ async fn run(
     if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
         command.env("Http_Host", host);
     }
+    // A header sent on several lines: the watchdog passes its first value
+    // (`val[0]`), so the first one set here is kept.
+    let mut seen = std::collections::HashSet::new();
     for (key, value) in headers {
         if let Ok(value) = value.to_str() {
-            command.env(header_variable(key.as_str()), value);
+            if seen.insert(key) {
+                command.env(header_variable(key.as_str()), value);
+            }
         }
     }
     // The gateway (and faas-netes behind it) sets X-Forwarded-For to the
