@@ -80,7 +80,9 @@ ADVISORY_DB ?= ../shared/advisory-db
 # The checker, installed from crates.io when missing (see audit-deps).
 CARGO_AUDIT_VERSION := 0.22.2
 # Quiet psql: no NOTICEs ("already exists, skipping") from idempotent migrations.
-PSQL     := PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=1
+# Every lock waited for at most a minute (a migration behind a held lock
+# fails and can be run again, rather than wait for ever).
+PSQL     := PGOPTIONS='--client-min-messages=warning -c lock_timeout=60s' psql -X -q -v ON_ERROR_STOP=1
 
 .PHONY: help build static test lint db-migrate test-deps test-on-database clean \
         images push deploy secrets db up bench run pg-deps db-roles container-deps podman-conf \

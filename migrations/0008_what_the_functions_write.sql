@@ -13,7 +13,8 @@
 -- `recorded_by`, holds the database role that wrote each event, and nobody
 -- but the server writes it: an event that claims to be an operator's but
 -- was written by the functions' role shows it. Rows from before this
--- migration have it NULL (unknown).
+-- migration have it NULL (unknown). Nor may it draw event ids from their
+-- sequence (an identity column's inserts need no privilege on it).
 --
 -- Idempotent; roles.psql does the same every time it runs.
 
@@ -39,6 +40,10 @@ BEGIN
         EXECUTE format('GRANT INSERT (account_id, source, kind, outcome, reason, detail, '
                        'client_address, user_agent, request_id) ON account_events TO %I',
                        grantee);
+        -- An identity column's sequence needs no privilege of the inserter:
+        -- none, so that nobody else draws (and skips) event ids.
+        EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM %I',
+                       pg_get_serial_sequence('account_events', 'id'), grantee);
     END LOOP;
 END $$;
 

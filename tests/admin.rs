@@ -107,6 +107,8 @@ fn the_functions_role_may_only_append_events() {
               VALUES ('cofrap-admin', 'unlocked', 'ok', 'root')",
         "INSERT INTO account_events (source, kind, outcome, recorded_by)
               VALUES ('cofrap-admin', 'unlocked', 'ok', 'postgres')",
+        // Nor draw (and skip) event ids.
+        "SELECT nextval(pg_get_serial_sequence('account_events', 'id'))",
         // The schema version is the migrations' to write.
         "INSERT INTO cofrap_schema_migrations (version) VALUES (999)",
         "UPDATE cofrap_schema_migrations SET version = 999",
@@ -601,6 +603,35 @@ fn no_action_leaves_an_account_with_no_way_back() {
     assert_eq!(functions.admin(&["reset-2fa", &reset]).status, 0);
     refused(&["expire", &reset], "2FA reset");
     assert_eq!(functions.admin_json(&["show", &reset])["state"], "active");
+
+    // Credentials that expire before the owner could be sure to enroll
+    // again: no reset.
+    let late = unique("noway-late");
+    let (password, secret) = functions.enrolled_account(&late);
+    functions.authenticate(&late, &password, &secret, current_step());
+    sql(
+        &functions,
+        "UPDATE users SET created_at = now() - interval '6 months' + interval '3 days'
+          WHERE username = $1",
+        &late,
+    );
+    refused(&["reset-2fa", &late], "expire within 7 days");
+    assert!(functions.admin_json(&["show", &late])["two_factor_reset_at"].is_null());
+
+    // A pending account hard-locked (wrong codes after its password): not
+    // unlocked into an expired pending account nobody can enroll or take.
+    let pending = unique("noway-pending");
+    functions.enrolled_account(&pending);
+    sql(
+        &functions,
+        "UPDATE users SET failed_attempts = 100, locked_until = 'infinity' WHERE username = $1",
+        &pending,
+    );
+    refused(&["unlock", &pending], "pending and hard-locked");
+    assert_eq!(
+        functions.admin_json(&["show", &pending])["state"],
+        "pending"
+    );
 }
 
 #[test]

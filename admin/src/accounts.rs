@@ -97,6 +97,9 @@ pub struct Snapshot {
     pub two_factor_reset_at: Option<String>,
     pub last_signed_in: Option<String>,
     pub open_sessions: Vec<OpenSession>,
+    /// The credentials expire before the longest enrollment window
+    /// (`ENROLLMENT_WINDOW_SECONDS`' maximum, 7 days) would end.
+    pub expires_within_a_window: bool,
 }
 
 pub struct OpenSession {
@@ -167,7 +170,8 @@ pub fn locate(
                 CASE WHEN u.locked_until > now() AND u.locked_until <> 'infinity' THEN {locked} END,
                 {disabled}, {reset},
                 (SELECT {last} FROM account_events e
-                  WHERE e.account_id = u.id AND e.kind = 'signed_in')
+                  WHERE e.account_id = u.id AND e.kind = 'signed_in'),
+                u.created_at < now() + interval '7 days' - interval '6 months'
            FROM users u WHERE u.id = $1 {lock}",
         created = utc("u.created_at"),
         activated = utc("u.activated_at"),
@@ -206,6 +210,7 @@ pub fn locate(
         disabled_at: row.get(11),
         two_factor_reset_at: row.get(12),
         last_signed_in: row.get(13),
+        expires_within_a_window: row.get(14),
         open_sessions: sessions
             .iter()
             .map(|row| OpenSession {

@@ -100,6 +100,17 @@ pub fn unlock(db: &mut Database, designation: &Designation) -> Outcome {
                 &format!("is hard-locked and its 2FA was reset: {NO_WAY_BACK}"),
             );
         }
+        // Pending, it has no credentials in use to renew, and expired it
+        // could never be enrolled nor taken afresh.
+        if account.hard_locked && account.lifecycle() == "pending" {
+            return refused(
+                account,
+                &format!(
+                    "is pending and hard-locked: someone else has used its password, and a \
+                     pending account has no credentials to renew. {NO_WAY_BACK}"
+                ),
+            );
+        }
         update(
             tx,
             account,
@@ -269,6 +280,12 @@ pub fn reset_two_factor(db: &mut Database, designation: &Designation) -> Outcome
             _ if account.hard_locked => Some(format!(
                 "is hard-locked: someone else has used its password, so its owner needs new \
                  credentials, which a lost authenticator cannot renew. {NO_WAY_BACK}"
+            )),
+            // Expired before the owner has enrolled again, it could neither
+            // enroll nor sign in to renew.
+            _ if account.expires_within_a_window => Some(format!(
+                "has credentials that expire within 7 days (the longest enrollment window), \
+                 before its owner could be sure to enroll again. {NO_WAY_BACK}"
             )),
             _ => None,
         };

@@ -15,16 +15,17 @@ impl Table {
         }
     }
 
-    /// Adds a row. Control characters are shown escaped (`\u{1b}`): a
-    /// cell may hold what a client sent (a user agent), which must not
-    /// drive the operator's terminal.
+    /// Adds a row. Control and format characters are shown escaped
+    /// (`\u{1b}`, `\u{202e}`): a cell may hold what a client sent (a user
+    /// agent), which must neither drive the operator's terminal nor reorder
+    /// the row (bidi overrides).
     pub fn row(&mut self, cells: Vec<String>) {
         debug_assert_eq!(cells.len(), self.header.len());
         let shown = |cell: String| {
-            if cell.chars().any(char::is_control) {
+            if cell.chars().any(hidden) {
                 cell.chars()
                     .map(|c| {
-                        if c.is_control() {
+                        if hidden(c) {
                             c.escape_unicode().to_string()
                         } else {
                             c.to_string()
@@ -72,6 +73,13 @@ impl Table {
     }
 }
 
+/// A character that does something other than show itself: controls (Cc)
+/// and format characters (Cf: bidi overrides, zero-width characters).
+fn hidden(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    c.is_control() || c.general_category() == GeneralCategory::Format
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +97,8 @@ mod tests {
         let mut table = Table::new(&["reason"]);
         table.row(vec!["x\u{1b}[31mred\n".into()]);
         assert_eq!(table.render(), "reason\nx\\u{1b}[31mred\\u{a}\n");
+        let mut table = Table::new(&["reason"]);
+        table.row(vec!["\u{202e}nimda".into()]);
+        assert_eq!(table.render(), "reason\n\\u{202e}nimda\n");
     }
 }

@@ -158,12 +158,23 @@ impl Username {
 }
 
 /// Every letter, mark and digit is allowed in identifiers by UTS #39's
-/// general security profile (Identifier_Status=Allowed); characters common
-/// to all scripts are PRECIS's to judge, as in [`within_highly_restrictive`].
+/// general security profile (Identifier_Status=Allowed): combining marks
+/// too, which belong to every script (an overlaid stroke, U+0335, makes
+/// `u̵ber` of `ʉber`). The other characters common to all scripts (spaces,
+/// punctuation, symbols) are PRECIS's to judge.
 fn all_identifier_allowed(key: &str) -> bool {
     key.chars()
-        .filter(|c| !AugmentedScriptSet::for_char(*c).is_all())
+        .filter(|c| !AugmentedScriptSet::for_char(*c).is_all() || is_mark(*c))
         .all(|c| c.identifier_allowed())
+}
+
+fn is_mark(c: char) -> bool {
+    matches!(
+        c.general_category(),
+        GeneralCategory::NonspacingMark
+            | GeneralCategory::SpacingMark
+            | GeneralCategory::EnclosingMark
+    )
 }
 
 /// UTS #39's restriction level of the name's letters, marks and digits is at
@@ -192,7 +203,8 @@ fn has_hidden_dot(name: &str) -> bool {
             GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark
         ) {
             let base: String = skeleton(c.encode_utf8(&mut [0; 4])).collect();
-            dotted_base = base == "i" || base == "j";
+            // `i`, `ı`, `і`, and `ɨ` (its skeleton `i` and a stroke)...
+            dotted_base = base.starts_with(['i', 'j']);
         }
     }
     false
@@ -388,6 +400,7 @@ mod tests {
             "rooti\u{307}",
             "j\u{307}ojo",
             "\u{456}\u{307}\u{432}\u{430}\u{43d}", // Cyrillic і + dot above
+            "\u{268}\u{307}van",                   // ɨ + dot above: ɨvan
         ] {
             assert!(refused(bad), "{bad:?}");
         }
@@ -399,7 +412,13 @@ mod tests {
 
     #[test]
     fn rare_letters_are_refused_for_what_they_are() {
-        for rare in ["\u{237}ohn", "\u{1bf}yn"] {
+        for rare in [
+            "\u{237}ohn",
+            "\u{1bf}yn",
+            "u\u{335}ber",       // an overlaid stroke: ʉber
+            "\u{131}\u{312}van", // a turned comma above a dotless ı
+            "a\u{1d167}nna",     // a musical mark
+        ] {
             let Err(Error::InvalidUsername(why)) = Username::parse(rare) else {
                 panic!("{rare:?} accepted");
             };
