@@ -617,21 +617,6 @@ fn no_action_leaves_an_account_with_no_way_back() {
     );
     refused(&["reset-2fa", &late], "expire within 7 days");
     assert!(functions.admin_json(&["show", &late])["two_factor_reset_at"].is_null());
-
-    // A pending account hard-locked (wrong codes after its password): not
-    // unlocked into an expired pending account nobody can enroll or take.
-    let pending = unique("noway-pending");
-    functions.enrolled_account(&pending);
-    sql(
-        &functions,
-        "UPDATE users SET failed_attempts = 100, locked_until = 'infinity' WHERE username = $1",
-        &pending,
-    );
-    refused(&["unlock", &pending], "pending and hard-locked");
-    assert_eq!(
-        functions.admin_json(&["show", &pending])["state"],
-        "pending"
-    );
 }
 
 #[test]

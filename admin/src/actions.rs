@@ -100,17 +100,6 @@ pub fn unlock(db: &mut Database, designation: &Designation) -> Outcome {
                 &format!("is hard-locked and its 2FA was reset: {NO_WAY_BACK}"),
             );
         }
-        // Pending, it has no credentials in use to renew, and expired it
-        // could never be enrolled nor taken afresh.
-        if account.hard_locked && account.lifecycle() == "pending" {
-            return refused(
-                account,
-                &format!(
-                    "is pending and hard-locked: someone else has used its password, and a \
-                     pending account has no credentials to renew. {NO_WAY_BACK}"
-                ),
-            );
-        }
         update(
             tx,
             account,
