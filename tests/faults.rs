@@ -174,27 +174,11 @@ fn a_held_table_lock_answers_database_timeout_in_time_and_stores_nothing() {
     }
     // The server bounds the wait itself: a backend waiting for a lock does
     // not notice that its client has gone, and would otherwise wait on.
-    let mut observer = scratch.connect();
-    let started = Instant::now();
-    loop {
-        let waiting: i64 = observer
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity
-                  WHERE datname = $1 AND wait_event_type = 'Lock'
-                    AND application_name IN ('generate-password', 'authenticate')",
-                &[&scratch.name],
-            )
-            .unwrap()
-            .get(0);
-        if waiting == 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{waiting} backends still wait for the lock after their clients answered"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_no_backend_waits_for_a_lock(
+        &mut scratch.connect(),
+        &scratch.name,
+        Some(&["generate-password", "authenticate"]),
+    );
 
     // Released: no statement is left waiting to insert behind it.
     holder.batch_execute("COMMIT").unwrap();

@@ -339,6 +339,48 @@ impl Output {
         );
         serde_json::from_str(lines[0]).expect("the log line is not JSON")
     }
+
+    /// The log line's `detail`, or nothing: for tests that record whatever
+    /// a process said, under load, rather than check the log line itself.
+    pub fn log_detail(&self) -> String {
+        self.stderr
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find_map(|log| log["detail"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+/// Waits (at most 3 s) until no backend of `dbname` (of `applications` only,
+/// when given) waits for a lock: after their clients have answered, the
+/// server must end their waits itself (a backend waiting for a lock does not
+/// notice that its client has gone).
+pub fn assert_no_backend_waits_for_a_lock(
+    db: &mut Client,
+    dbname: &str,
+    applications: Option<&[&str]>,
+) {
+    let applications: Option<Vec<&str>> = applications.map(<[&str]>::to_vec);
+    let started = std::time::Instant::now();
+    loop {
+        let waiting: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = $1 AND wait_event_type = 'Lock'
+                    AND ($2::text[] IS NULL OR application_name = ANY($2))",
+                &[&dbname, &applications],
+            )
+            .unwrap()
+            .get(0);
+        if waiting == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "{waiting} backends still wait for the lock after their clients answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// The environment a function runs in: settings and a secrets directory.

@@ -219,13 +219,7 @@ fn error_of(output: &Output) -> Option<String> {
     if output.status == 0 && (code == "ok" || code == "account_exists") {
         return None;
     }
-    let detail = output
-        .stderr
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find_map(|log| log["detail"].as_str().map(str::to_owned))
-        .unwrap_or_default();
-    Some(format!("{code}: {detail}"))
+    Some(format!("{code}: {}", output.log_detail()))
 }
 
 fn contested_usernames(mode: PoolMode) {
@@ -427,25 +421,7 @@ fn a_held_lock(mode: PoolMode) {
     }
     // No backend is left waiting for the lock.
     let mut observer = scratch.connect();
-    let started = Instant::now();
-    loop {
-        let waiting: i64 = observer
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity
-                  WHERE datname = $1 AND wait_event_type = 'Lock'",
-                &[&scratch.name],
-            )
-            .unwrap()
-            .get(0);
-        if waiting == 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{waiting} backends still wait for the lock after their clients answered"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_no_backend_waits_for_a_lock(&mut observer, &scratch.name, None);
     holder.batch_execute("COMMIT").unwrap();
     assert_eq!(count_accounts(&mut observer, &users), 0, "orphans");
     // Released: the username is free, through the pooler.

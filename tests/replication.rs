@@ -483,12 +483,7 @@ impl Person<'_> {
                 output.stdout.chars().take(80).collect::<String>()
             ),
         };
-        let detail = output
-            .stderr
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .find_map(|log| log["detail"].as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let detail = output.log_detail();
         let answer = Answer {
             function,
             started,

@@ -64,6 +64,12 @@ fn measure(env: &Environment, what: &'static str, runs: usize) -> Fault {
 
 /// The environment of `cluster` with the production deadline.
 fn environment(base: &Environment, cluster: &Cluster) -> Environment {
+    production(base, &cluster.server.host, cluster.port)
+}
+
+/// `base`'s secrets and bcrypt cost, the database at `host` (a name or a
+/// list) and `port`, and the production deadline.
+fn production(base: &Environment, host: &str, port: u16) -> Environment {
     let mut variables: Vec<(String, String)> = base
         .variables
         .iter()
@@ -71,8 +77,8 @@ fn environment(base: &Environment, cluster: &Cluster) -> Environment {
         .cloned()
         .collect();
     variables.extend([
-        ("POSTGRES_HOST".into(), cluster.server.host.clone()),
-        ("POSTGRES_PORT".into(), cluster.port.to_string()),
+        ("POSTGRES_HOST".into(), host.to_owned()),
+        ("POSTGRES_PORT".into(), port.to_string()),
         ("POSTGRES_DB".into(), "cofrap_db".into()),
         ("POSTGRES_SSLMODE".into(), "disable".into()),
         ("REQUEST_DEADLINE_MS".into(), "8000".into()),
@@ -361,19 +367,7 @@ fn failover_section(base: &Environment, secrets: &std::path::Path) -> String {
     for run in 1..=FAILOVER_RUNS {
         eprintln!("failover: run {run} of {FAILOVER_RUNS}");
         let pair = PrimaryAndStandby::start();
-        let mut variables: Vec<(String, String)> = base
-            .variables
-            .iter()
-            .filter(|(k, _)| k.starts_with("SECRETS_DIR") || k == "BCRYPT_COST")
-            .cloned()
-            .collect();
-        variables.extend([
-            ("POSTGRES_HOST".into(), pair.host_list()),
-            ("POSTGRES_PORT".into(), pair.primary.port.to_string()),
-            ("POSTGRES_DB".into(), "cofrap_db".into()),
-            ("POSTGRES_SSLMODE".into(), "disable".into()),
-            ("REQUEST_DEADLINE_MS".into(), "8000".into()),
-        ]);
+        let variables = production(base, &pair.host_list(), pair.primary.port).variables;
         let run_function = |function: &str, body: &[u8]| {
             let output = run_with_input(
                 std::process::Command::new(crate::measure::binary(function))
